@@ -1,0 +1,71 @@
+# lowwater._compat: the one place where CPython and MicroPython differ.
+# Every other module imports what it needs from here; features are detected by
+# trying them, never by port name.
+import gc
+
+try:
+    import micropython
+    from micropython import const
+
+    MICROPYTHON = True
+except ImportError:  # CPython
+    micropython = None
+    MICROPYTHON = False
+
+    def const(x):
+        return x
+
+
+try:
+    from time import ticks_ms, ticks_us, ticks_diff, ticks_add
+except ImportError:  # CPython
+    import time as _time
+
+    _TICKS_MASK = const(0x3FFFFFFF)
+    _TICKS_HALF = const(0x20000000)
+
+    def ticks_us():
+        return (_time.perf_counter_ns() // 1000) & _TICKS_MASK
+
+    def ticks_ms():
+        return (_time.perf_counter_ns() // 1000000) & _TICKS_MASK
+
+    def ticks_diff(a, b):
+        return ((a - b + _TICKS_HALF) & _TICKS_MASK) - _TICKS_HALF
+
+    def ticks_add(a, d):
+        return (a + d) & _TICKS_MASK
+
+
+# micropython.mem_total() counts every heap request (unix port only); it is the
+# only counter that sees short-lived frame allocations (shared/notes/perf.md).
+mem_total = getattr(micropython, "mem_total", None)
+heap_lock = getattr(micropython, "heap_lock", None)
+heap_unlock = getattr(micropython, "heap_unlock", None)
+
+# gc.mem_free / gc.mem_alloc exist on MicroPython only.
+mem_free = getattr(gc, "mem_free", None)
+mem_alloc = getattr(gc, "mem_alloc", None)
+
+# The viper emitter: a separate module so a port without it fails at import
+# (SyntaxError) instead of at call time. VIPER is None or the module.
+try:
+    from lowwater import _viper as VIPER
+except (ImportError, SyntaxError):
+    VIPER = None
+
+
+def print_exception(exc, file=None):
+    """Print a traceback on either runtime (sys.print_exception on MicroPython)."""
+    import sys
+
+    pe = getattr(sys, "print_exception", None)
+    if pe is not None:
+        if file is None:
+            pe(exc)
+        else:
+            pe(exc, file)
+        return
+    import traceback
+
+    traceback.print_exception(type(exc), exc, exc.__traceback__, file=file or sys.stdout)

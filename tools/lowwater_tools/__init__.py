@@ -1,0 +1,3 @@
+"""lowwater host tools (CPython only): the `lowwater` command and its helpers."""
+
+__version__ = "0.1.0"
