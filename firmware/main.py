@@ -1,0 +1,5 @@
+# main.py: the lowwater firmware. Profile from /board.json (LOWWATER_BOARD on the
+# unix port); runs until reset (LOWWATER_CHUNKS bounds it on the unix port).
+from lowwater import app
+
+app.main()
