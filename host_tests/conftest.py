@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -27,3 +28,13 @@ def mp_heap(request) -> int:
     from mprunner import default_heap
 
     return default_heap(request.config)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _repo_root_cwd():
+    # Portable tests open repository files (boards/*.json) by relative path on
+    # both runtimes; MicroPython items run from the root too (mprunner.run).
+    old = os.getcwd()
+    os.chdir(ROOT)
+    yield
+    os.chdir(old)

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lowwater_tools import boards
-from lowwater_tools.paths import LIB, micropython_exe
+from lowwater_tools.paths import LIB, ROOT, micropython_exe
 
 HERE = Path(__file__).resolve().parent
 PORTABLE = HERE / "portable"
@@ -33,12 +33,13 @@ class MPResult:
 
 def run(args: list[str], heap: int, path: list[Path] | None = None, timeout: float = 60,
         cwd: Path | None = None) -> MPResult:
-    """Run `micropython -X heapsize=heap ARGS` with lib/ (and `path`) importable."""
+    """Run `micropython -X heapsize=heap ARGS` with lib/ (and `path`) importable,
+    from the repository root unless `cwd` is given."""
     env = dict(os.environ)
     env["MICROPYPATH"] = ":".join(str(p) for p in [*(path or []), LIB]) + ":.frozen"
     cmd = [micropython_exe(), "-X", f"heapsize={heap}", *args]
     try:
-        p = subprocess.run(cmd, env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        p = subprocess.run(cmd, env=env, cwd=cwd or ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                            timeout=timeout, stdin=subprocess.DEVNULL)
     except subprocess.TimeoutExpired as e:
         out = (e.stdout or b"").decode("utf-8", "replace")
