@@ -66,23 +66,22 @@ class Firmware:
         return self.ring.dropped
 
     def step(self):
-        """Acquire one chunk and, unless shedding, process the oldest one."""
+        """Acquire one chunk and, unless shedding, process the oldest one.
+
+        A sensor fault (OSError, as an I2C NACK) propagates to run(), which
+        counts it; the claimed slot is simply claimed again next time. No try
+        block here: it would push this frame past the VM's on-stack limit and
+        heap-allocate it on every chunk (shared/notes/perf.md)."""
+        if self._wdt is not None:
+            self._wdt.feed()
         r = self.ring
-        mv = r.claim()
-        try:
-            r.commit(self.sensor.readinto(mv))
-            self.produced += 1
-        except OSError:
-            # A sensor fault (an I2C NACK): count it, the loop goes on.
-            self.errors += 1
-            self.tele.err("sensor", "OSError")
+        r.commit(self.sensor.readinto(r.claim()))
+        self.produced += 1
         if self._skip:
             self._skip = False
         else:
             self._skip = self.shedding
             self._consume()
-        if self._wdt is not None:
-            self._wdt.feed()
         self.budget.tick()
         self._n += 1
         if self._n == self._check_every:
@@ -114,6 +113,10 @@ class Firmware:
         while chunks == 0 or n < chunks:
             try:
                 self.step()
+            except OSError:
+                # A sensor fault (an I2C NACK): count it, the loop goes on.
+                self.errors += 1
+                self.tele.err("sensor", "OSError")
             except MemoryError:
                 self.errors += 1
                 gc.collect()
