@@ -1,0 +1,223 @@
+"""Host reader for lowwater.flashlog logs: one file, a folder of files, or the
+log folder inside a littlefs2 image of a (virtual) board.
+
+The framing and the scanner are the device's own (lib/lowwater/flashlog.py,
+loaded with paths.device_module), so the board and the host cannot disagree on
+the format. Reading is streaming: a record's CRC is checked through a small
+buffer before its payload is read, so at most one record (<= 65,535 bytes) is
+held in memory, whatever the input holds.
+
+    for ev in read("pulled/log"):
+        if isinstance(ev, Record): ...
+        else: ...  # Skip: bytes that are in no intact record
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO, Callable, Iterator, Union
+
+from .errors import UserError
+from .paths import device_module
+
+fl = device_module("flashlog")
+
+HEADER_SIZE = fl.HEADER_SIZE
+MAX_PAYLOAD = fl.MAX_PAYLOAD
+BLOCK_SIZE = 4096  # CONTRACT with the virtual board: littlefs2 block size of its image
+LFS_MAGIC = b"littlefs"
+CHUNK = 4096  # scanner buffer: CRC streaming and resync
+
+
+@dataclass
+class Record:
+    seq: int
+    data: bytes
+    file: str
+    offset: int
+
+    @property
+    def size(self) -> int:
+        """Bytes the record occupies in the file (header + payload)."""
+        return HEADER_SIZE + len(self.data)
+
+
+@dataclass
+class Skip:
+    """A run of bytes that belong to no intact record (garbage, a torn tail, a bad CRC)."""
+
+    file: str
+    offset: int
+    length: int
+    tail: bool = False  # the run reaches the end of the file (a torn tail)
+
+
+@dataclass
+class FileReport:
+    file: str
+    size: int
+    records: int = 0
+    record_bytes: int = 0
+    skipped_bytes: int = 0
+    skips: int = 0
+    crc_errors: int = 0
+    first_seq: int | None = None
+    last_seq: int | None = None
+
+
+@dataclass
+class Source:
+    name: str
+    size: int
+    open: Callable[[], BinaryIO]
+
+
+Event = Union[Record, Skip]
+
+
+def scan_file(f: BinaryIO, size: int, name: str, from_seq: int = 0,
+              report: FileReport | None = None, chunk: int = CHUNK) -> Iterator[Event]:
+    """Yield the Records (seq >= from_seq) and Skips of one open log file, in file
+    order. Records below from_seq are still checked and counted, not yielded.
+    Every byte is accounted for: sum(record sizes, all seqs) + sum(skips) == size."""
+    rep = report if report is not None else FileReport(name, size)
+    sc = fl.Scanner(chunk)
+    end = 0
+    for seq, off, n, data in sc.records(f, size, from_seq):
+        if off > end:
+            rep.skips += 1
+            rep.skipped_bytes += off - end
+            yield Skip(name, end, off - end)
+        end = off + HEADER_SIZE + n
+        rep.records += 1
+        rep.record_bytes += HEADER_SIZE + n
+        if rep.first_seq is None:
+            rep.first_seq = seq
+        rep.last_seq = seq
+        if data is not None:
+            yield Record(seq, data, name, off)
+    if size > end:
+        rep.skips += 1
+        rep.skipped_bytes += size - end
+        yield Skip(name, end, size - end, tail=True)
+    rep.crc_errors = sc.crc_errors
+
+
+def is_littlefs_image(head: bytes, size: int) -> bool:
+    """A littlefs2 superblock names itself "littlefs" at offset 8 of block 0 or 1."""
+    if size < 2 * BLOCK_SIZE or size % BLOCK_SIZE:
+        return False
+    return head[8:16] == LFS_MAGIC or head[BLOCK_SIZE + 8:BLOCK_SIZE + 16] == LFS_MAGIC
+
+
+def _dir_sources(d: Path) -> list[Source]:
+    found = []
+    for p in d.iterdir():
+        i = fl.file_index(p.name)
+        if i >= 0 and p.is_file():
+            found.append((i, p))
+    found.sort()
+    return [Source(p.name, p.stat().st_size, (lambda p=p: open(p, "rb"))) for _, p in found]
+
+
+def _image_sources(img: Path, fs_size: int | None, log_path: str) -> list[Source]:
+    from littlefs import LittleFS, LittleFSError
+
+    total = img.stat().st_size
+    size = total if fs_size is None else fs_size
+    if size <= 0 or size % BLOCK_SIZE:
+        raise UserError(f"--fs-size {size}: must be a positive multiple of {BLOCK_SIZE}")
+    if size > total:
+        raise UserError(f"{img}: image is {total} bytes, smaller than --fs-size {size}")
+    with open(img, "rb") as f:
+        buf = bytearray(f.read(size))
+    fs = LittleFS(block_size=BLOCK_SIZE, block_count=size // BLOCK_SIZE, mount=False)
+    fs.context.buffer = buf
+    try:
+        fs.mount()
+    except (LittleFSError, OSError, ValueError) as e:
+        hint = "" if fs_size is not None else "; if the file system is only part of the file, give --fs-size"
+        raise UserError(f"{img}: not a littlefs2 image with {BLOCK_SIZE}-byte blocks "
+                        f"({size // BLOCK_SIZE} blocks): {e}{hint}") from None
+    log_path = "/" + log_path.strip("/")
+    try:
+        names = fs.listdir(log_path)
+    except (LittleFSError, OSError) as e:
+        raise UserError(f"{img}: no folder {log_path} in the image ({e})") from None
+    found = sorted((fl.file_index(n), n) for n in names if fl.file_index(n) >= 0)
+    out = []
+    for _, n in found:
+        p = f"{log_path}/{n}"
+        st = fs.stat(p)
+        out.append(Source(f"{img.name}:{p}", st.size, (lambda p=p: fs.open(p, "rb"))))
+    return out
+
+
+def sources(target: str | os.PathLike, fs_size: int | None = None, log_path: str = "/log") -> list[Source]:
+    """The log files behind TARGET: a log file, a folder of NNNNNNNN.log files, or a
+    littlefs2 image (block size 4096, block_count = size // 4096, or fs_size // 4096)."""
+    p = Path(target)
+    if p.is_dir():
+        srcs = _dir_sources(p)
+        if not srcs:
+            raise UserError(f"{p}: no log files (NNNNNNNN.log) in this folder")
+        return srcs
+    if not p.is_file():
+        raise UserError(f"{p}: no such file or folder")
+    size = p.stat().st_size
+    with open(p, "rb") as f:
+        head = f.read(2 * BLOCK_SIZE)
+    if fs_size is not None or is_littlefs_image(head, size):
+        return _image_sources(p, fs_size, log_path)
+    return [Source(p.name, size, lambda: open(p, "rb"))]
+
+
+def read(target: str | os.PathLike, from_seq: int = 0, fs_size: int | None = None,
+         log_path: str = "/log", reports: list[FileReport] | None = None) -> Iterator[Event]:
+    """Records and Skips of every log file of TARGET, oldest file first. A
+    FileReport per file is appended to `reports` (complete once its file is done)."""
+    for src in sources(target, fs_size, log_path):
+        rep = FileReport(src.name, src.size)
+        if reports is not None:
+            reports.append(rep)
+        try:
+            with src.open() as f:
+                yield from scan_file(f, src.size, src.name, from_seq, rep)
+        except OSError as e:
+            raise UserError(f"{src.name}: cannot read: {e}") from None
+
+
+def read_bytes(data: bytes, from_seq: int = 0, name: str = "<bytes>") -> tuple[list[Record], FileReport]:
+    """Convenience for tests and tools: the records of one log file held in memory."""
+    rep = FileReport(name, len(data))
+    recs = [e for e in scan_file(io.BytesIO(data), len(data), name, from_seq, rep) if isinstance(e, Record)]
+    return recs, rep
+
+
+def encode(seq: int, data: bytes) -> bytes:
+    """One framed record, byte-identical to FlashLog.append's (for tests and tools)."""
+    n = len(data)
+    if n > MAX_PAYLOAD:
+        raise ValueError("record too large")
+    h = bytearray(HEADER_SIZE)
+    h[0] = fl.MAGIC
+    h[2:4] = n.to_bytes(2, "little")
+    h[4:8] = (seq & 0xFFFFFFFF).to_bytes(4, "little")
+    x = 0x5A
+    for b in h[2:8]:
+        x ^= b
+    h[1] = x
+    h[8:12] = fl.crc32(data, fl.crc32(bytes(h[:8]))).to_bytes(4, "little")
+    return bytes(h) + bytes(data)
+
+
+def printable(data: bytes) -> str | None:
+    """data as text when it is printable UTF-8 (tabs allowed), else None."""
+    try:
+        s = data.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    return s if all(c.isprintable() or c == "\t" for c in s) else None
