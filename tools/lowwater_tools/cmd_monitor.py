@@ -1,0 +1,212 @@
+"""`lowwater monitor --port P`: read a board's serial output, show its telemetry live, save it.
+
+The port is any pyserial URL (serial.serial_for_url): /dev/ttyUSB0, /dev/pts/N,
+socket://host:port, rfc2217://... When the port drops (board reset on native
+USB, cable, relay restart) it is reopened with backoff until --duration ends or
+Ctrl-C; --no-reconnect stops instead. The CSV is flushed per record and the raw
+capture per read, so a crash loses nothing.
+"""
+
+from __future__ import annotations
+
+import errno
+import importlib
+import importlib.util
+import select
+import time
+
+import serial
+
+from . import boards
+from .errors import UserError
+from .live import LiveView, StopSignals, render_summary
+from .telemetry import CsvLog, Parser
+
+HELP = "read a board's serial REPL: telemetry live, CSV and raw capture, reconnecting"
+
+# Reads are non-blocking (timeout 0: one os.read/recv per call) and we wait for
+# data ourselves: with a timeout, pyserial's read() loops and, when the line drops
+# mid-call, raises and throws away what it had already read in that call.
+WAIT = 0.1  # s: longest wait for data; bounds the reaction to Ctrl-C and --duration
+BACKOFF_MIN = 0.1
+BACKOFF_MAX = 2.0
+
+
+def add_arguments(p):
+    p.add_argument("--port", required=True, help="serial port or pyserial URL (/dev/ttyUSB0, socket://host:port)")
+    p.add_argument("--baud", type=int, default=115200, help="baud rate (default 115200)")
+    p.add_argument("--board", default=None,
+                   help="board profile: the budget to show when the boot record was missed, and for --plot")
+    p.add_argument("--csv", metavar="FILE", help="save the records as CSV (flushed per record)")
+    p.add_argument("--capture", metavar="FILE", help="save the raw bytes received (everything)")
+    p.add_argument("--plot", metavar="FILE", help="plot the records to FILE at the end (lowwater_tools.plot)")
+    p.add_argument("--duration", type=float, default=None, metavar="S", help="stop after S seconds")
+    p.add_argument("--no-reconnect", action="store_true", help="stop when the port drops instead of reopening it")
+    p.add_argument("--quiet", action="store_true", help="no live view or record lines: only the summary")
+
+
+def open_port(port: str, baud: int):
+    """Open a pyserial URL for reading; UserError with a hint when it cannot be opened."""
+    try:
+        return _serial_open(port, baud)
+    except ValueError as e:  # bad URL, bad baud rate
+        raise UserError(f"cannot open {port}: {e}") from None
+    except (serial.SerialException, OSError) as e:
+        raise UserError(f"cannot open {port}: {explain_open_error(e)}") from None
+
+
+def _serial_open(url: str, baud: int):
+    ser = serial.serial_for_url(url, baudrate=baud, timeout=0, exclusive=True, do_not_open=True)
+    # pyserial's socket:// open() ends with reset_input_buffer(), which throws away
+    # what the peer sent while we connected (often the boot banner and `boot`
+    # record). A monitor keeps every byte. (Device ports flush with a private
+    # method before any data of interest can arrive; they are left as they are.)
+    ser.reset_input_buffer = lambda: None
+    try:
+        ser.open()
+    finally:
+        del ser.reset_input_buffer
+    return ser
+
+
+def explain_open_error(e: Exception) -> str:
+    code = getattr(e, "errno", None)
+    inner = e.__context__ if isinstance(e.__context__, OSError) else None
+    if code is None and inner is not None:
+        code = inner.errno
+    text = str(e)
+    if code in (errno.EBUSY, errno.EAGAIN) or "exclusively lock" in text or "busy" in text.lower():
+        return "port busy: is another program using it? (mpremote, a serial terminal, another monitor)"
+    if code == errno.ENOENT or "No such file" in text:
+        return "no such port (is the board plugged in? `python -m serial.tools.list_ports` lists the ports)"
+    if code == errno.EACCES or "Permission denied" in text:
+        return "permission denied (on Linux add yourself to the dialout group, then log in again)"
+    if code == errno.ECONNREFUSED or "refused" in text.lower():
+        return "connection refused (is the relay or board server running?)"
+    return (inner.strerror if inner is not None and inner.strerror else text) or type(e).__name__
+
+
+def _plot_module():
+    try:
+        found = importlib.util.find_spec(f"{__package__}.plot")
+    except (ImportError, ValueError):
+        found = None
+    if found is None:
+        raise UserError("plotting not available (lowwater_tools.plot is missing)")
+    mod = importlib.import_module(f"{__package__}.plot")
+    if not hasattr(mod, "plot"):
+        raise UserError("plotting not available (lowwater_tools.plot has no plot())")
+    return mod
+
+
+def run(args) -> int:
+    if args.duration is not None and args.duration <= 0:
+        raise UserError("--duration must be > 0")
+    prof = boards.load(args.board) if args.board else None
+    plot_mod = _plot_module() if args.plot else None  # fail before watching, not after
+    ser = open_port(args.port, args.baud)
+    records = []  # kept only for --plot: a long session must not grow without bound
+    capture = csvlog = None
+    status = 0
+    try:
+        if args.capture:
+            try:
+                capture = open(args.capture, "wb")
+            except OSError as e:
+                raise UserError(f"cannot write {args.capture}: {e.strerror or e}") from None
+        csvlog = CsvLog(args.csv) if args.csv else None
+        parser = Parser()
+        view = LiveView(profile=prof, quiet=args.quiet, title=f"lowwater monitor {args.port}")
+
+        def take(recs, host_time):
+            for rec in recs:
+                rec.host_time = host_time
+                if plot_mod is not None:
+                    records.append(rec)
+                if csvlog:
+                    csvlog.add(rec)
+                view.add(rec)
+
+        deadline = time.monotonic() + args.duration if args.duration else None
+
+        def done():
+            return stop.count > 0 or (deadline is not None and time.monotonic() >= deadline)
+
+        with StopSignals() as stop, view:
+            while not done():
+                try:
+                    data = ser.read(65536)
+                    if not data:
+                        _wait_readable(ser, WAIT)
+                        continue
+                except (serial.SerialException, OSError) as e:
+                    take(parser.close(), time.time())  # a partial line must not join the next connection's
+                    _close(ser)
+                    ser = None
+                    view.note(f"port lost: {e}")
+                    if args.no_reconnect:
+                        status = 1
+                        break
+                    ser = _reconnect(args, view, done)
+                    if ser is None:
+                        break
+                    view.note("reconnected", style="green")
+                    continue
+                if data:
+                    now = time.time()
+                    if capture:
+                        capture.write(data)
+                        capture.flush()
+                    take(parser.feed(data), now)
+            take(parser.close(), time.time())
+    finally:
+        _close(ser)
+        if capture:
+            capture.close()
+        if csvlog:
+            csvlog.close()
+    result = view.summary.result()
+    render_summary(result, console=view.console, plain=view.plain, title=f"lowwater monitor: {args.port}")
+    if not result["records"]:
+        view.note(f"no telemetry seen on {args.port} ({parser.stats.bytes} bytes read)")
+    if plot_mod is not None:
+        plot_mod.plot(records, args.plot, profile=prof)
+    if status:
+        view.note("the port dropped and --no-reconnect was given")
+    return status
+
+
+def _reconnect(args, view, done):
+    """Reopen the port with backoff; None when stopped (Ctrl-C, --duration) first."""
+    wait = BACKOFF_MIN
+    view.note(f"reconnecting to {args.port} ...")
+    while not done():
+        try:
+            return _serial_open(args.port, args.baud)
+        except (serial.SerialException, OSError, ValueError):
+            pass
+        end = time.monotonic() + wait
+        while time.monotonic() < end and not done():
+            time.sleep(0.05)
+        wait = min(BACKOFF_MAX, wait * 2)
+    return None
+
+
+def _wait_readable(ser, timeout: float):
+    try:
+        fd = ser.fileno()
+    except Exception:  # a URL handler without a file descriptor: poll
+        time.sleep(min(timeout, 0.02))
+        return
+    try:
+        select.select([fd], [], [], timeout)
+    except (OSError, ValueError):
+        time.sleep(min(timeout, 0.02))
+
+
+def _close(ser):
+    if ser is not None:
+        try:
+            ser.close()
+        except Exception:
+            pass

@@ -1,0 +1,208 @@
+"""`lowwater run --board B`: run the firmware on the MicroPython unix port, show its telemetry live.
+
+Runs `micropython -X heapsize=<board's unix heap> firmware/main.py` with lib/ on
+MICROPYPATH, LOWWATER_BOARD=<profile json> and LOWWATER_CHUNKS=<N, 0 = until
+Ctrl-C>. Ctrl-C (or --duration) is forwarded to the firmware as one SIGINT; it
+prints its `end` record and exits; if it has not exited within a few seconds it
+is killed. Exit status 0 only when the firmware exited cleanly and printed `end`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import os
+import select
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from . import boards
+from .errors import UserError
+from .live import LiveView, StopSignals, render_summary
+from .paths import FIRMWARE, LIB, micropython_exe
+from .telemetry import CsvLog, Parser
+
+HELP = "run the firmware on the MicroPython unix port with a board-shaped heap, telemetry live"
+
+STOP_TIMEOUT = 5.0  # seconds the firmware gets to print `end` after SIGINT
+
+
+def add_arguments(p):
+    p.add_argument("--board", default=boards.DEFAULT_BOARD, help="profile name (boards/NAME.json) or a .json path")
+    p.add_argument("--chunks", type=int, default=0, metavar="N",
+                   help="stop after N chunks (default 0: run until Ctrl-C)")
+    p.add_argument("--heap", type=int, default=None, metavar="BYTES",
+                   help="unix-port heap (default: the board's heap mapped to the 64-bit unix port)")
+    p.add_argument("--duration", type=float, default=None, metavar="S",
+                   help="stop after S seconds, as Ctrl-C does")
+    p.add_argument("--capture", metavar="FILE", help="save the raw output bytes (everything, noise included)")
+    p.add_argument("--csv", metavar="FILE", help="save the parsed records as CSV (flushed per record)")
+    p.add_argument("--quiet", action="store_true", help="no live view or record lines: only the summary")
+    # For tests and firmware development: another main script, a shorter grace period.
+    p.add_argument("--main", default=None, help=argparse.SUPPRESS)
+    p.add_argument("--stop-timeout", type=float, default=STOP_TIMEOUT, help=argparse.SUPPRESS)
+
+
+def firmware_command(main: Path, heap: int) -> list[str]:
+    return [micropython_exe(), "-X", f"heapsize={heap}", str(main)]
+
+
+def firmware_env(profile_path: Path, chunks: int) -> dict:
+    env = dict(os.environ)
+    env["MICROPYPATH"] = f"{LIB}:.frozen"
+    env["LOWWATER_BOARD"] = str(Path(profile_path).resolve())
+    env["LOWWATER_CHUNKS"] = str(chunks)
+    return env
+
+
+def run(args) -> int:
+    if args.chunks < 0:
+        raise UserError("--chunks must be >= 0")
+    if args.heap is not None and args.heap <= 0:
+        raise UserError("--heap must be > 0")
+    prof = boards.load(args.board)
+    ppath = boards.profile_path(args.board)
+    heap = args.heap or boards.unix_heap(prof)
+    main = Path(args.main) if args.main else FIRMWARE / "main.py"
+    if not main.is_file():
+        raise UserError(f"{main} not found" + ("" if args.main else ": the firmware is not written yet?"))
+    cmd = firmware_command(main, heap)
+    env = firmware_env(ppath, args.chunks)
+
+    capture = None
+    if args.capture:
+        try:
+            capture = open(args.capture, "wb")
+        except OSError as e:
+            raise UserError(f"cannot write {args.capture}: {e.strerror or e}") from None
+    csvlog = CsvLog(args.csv) if args.csv else None
+    noise = collections.deque(maxlen=40)  # last lines that were not records (tracebacks)
+    parser = Parser(on_noise=lambda line: noise.append(line.rstrip(b"\r").decode("utf-8", "replace")))
+    view = LiveView(profile=prof, quiet=args.quiet, title="lowwater run")
+    killed = False
+    try:
+        with StopSignals() as stop, view:
+            proc = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                    stderr=subprocess.STDOUT, start_new_session=True)
+            try:
+                killed = _pump(proc, parser, view, capture, csvlog, stop, args)
+            finally:
+                if proc.poll() is None:  # an exception in the loop: never leave it running
+                    _kill(proc)
+                    proc.wait(timeout=5)
+                proc.stdout.close()
+            for rec in parser.close():
+                _take(rec, view, csvlog)
+    finally:
+        if capture:
+            capture.close()
+        if csvlog:
+            csvlog.close()
+
+    result = view.summary.result()
+    render_summary(result, console=view.console, plain=view.plain, title=f"lowwater run: {prof['name']}")
+    return _verdict(proc.returncode, result, noise, killed, heap, args.stop_timeout)
+
+
+def _take(rec, view, csvlog):
+    rec.host_time = time.time()
+    if csvlog:
+        csvlog.add(rec)
+    view.add(rec)
+
+
+def _pump(proc, parser, view, capture, csvlog, stop, args):
+    """Read the firmware's output until EOF; forward the first stop request as SIGINT."""
+    fd = proc.stdout.fileno()
+    deadline = time.monotonic() + args.duration if args.duration else None
+    sent_at = None  # when SIGINT was forwarded
+    killed = False
+    eof = False
+    while not eof:
+        now = time.monotonic()
+        if sent_at is None and (stop.count or (deadline is not None and now >= deadline)):
+            if proc.poll() is None:
+                view.note("stopping: Ctrl-C sent to the firmware")
+                _signal(proc, signal.SIGINT)
+            sent_at = now
+        if sent_at is not None and proc.poll() is None and not killed and (
+                stop.count >= 2 or now - sent_at > args.stop_timeout):
+            view.note(f"firmware did not stop within {args.stop_timeout:g} s: killed", style="red")
+            _kill(proc)
+            killed = True
+        try:
+            ready, _, _ = select.select([fd], [], [], 0.1)
+        except InterruptedError:
+            continue
+        if not ready:
+            continue
+        try:
+            data = os.read(fd, 65536)
+        except OSError:
+            data = b""
+        if not data:
+            eof = True
+            break
+        if capture:
+            capture.write(data)
+            capture.flush()
+        for rec in parser.feed(data):
+            _take(rec, view, csvlog)
+    # stdout closed: the firmware has exited or is about to.
+    try:
+        proc.wait(timeout=args.stop_timeout)
+    except subprocess.TimeoutExpired:
+        _kill(proc)
+        killed = True
+        proc.wait(timeout=5)
+    return killed
+
+
+def _signal(proc, sig):
+    try:
+        proc.send_signal(sig)
+    except ProcessLookupError:
+        pass
+
+
+def _kill(proc):
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)  # its own session (start_new_session): only it
+    except (ProcessLookupError, PermissionError):
+        _signal(proc, signal.SIGKILL)
+
+
+def _verdict(rc, result, noise, killed, heap, stop_timeout) -> int:
+    """0 for a clean run with an `end` record; else explain on stderr and return 1."""
+    tail = [line for line in noise if line.strip()]
+    mem_error = next((line for line in reversed(tail) if "MemoryError" in line), None)
+    problems = []
+    if killed:
+        problems.append(f"the firmware did not stop within {stop_timeout:g} s after Ctrl-C and was killed")
+    elif rc is not None and rc < 0:
+        problems.append(f"the firmware was killed by signal {-rc}")
+    elif rc:
+        problems.append(f"the firmware crashed (exit status {rc})")
+    if not result["ended"]:
+        problems.append("it printed no end record" if problems else "the firmware printed no end record")
+    lw = result.get("low_water")
+    if mem_error and problems:
+        problems.append(f"MemoryError: the firmware ran out of heap ({heap} B unix heap"
+                        + (f", low-water {lw} B" if lw is not None else "") + f"): {mem_error.strip()}")
+    elif mem_error:
+        print(f"lowwater: warning: the firmware printed a MemoryError and went on: {mem_error.strip()}",
+              file=sys.stderr)
+    if result.get("memory_errors"):
+        print(f"lowwater: warning: {result['memory_errors']} chunk(s) failed with MemoryError "
+              "(err records); the loop went on", file=sys.stderr)
+    if not problems:
+        return 0
+    if tail:
+        print("--- firmware output (last lines that were not records):", file=sys.stderr)
+        for line in tail[-20:]:
+            print(line, file=sys.stderr)
+    print("lowwater: " + "; ".join(problems), file=sys.stderr)
+    return 1
