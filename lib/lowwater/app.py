@@ -6,14 +6,14 @@
 # heap_lock and mem_total); the periodic check (every check_every chunks)
 # allocates a little (telemetry, a window summary) and is not the hot path.
 import gc
-import sys
 
 from lowwater import __version__
-from lowwater._compat import const, print_exception
-from lowwater.budget import Budget, CRITICAL, OK
+from lowwater.budget import CRITICAL, OK, Budget
 from lowwater.config import load, scaled, validate
-from lowwater.process import ChunkStats
+from lowwater.pool import BlockPool
+from lowwater.process import ChunkStats, _smooth
 from lowwater.ring import ChunkRing
+from lowwater.store import WeakStore
 from lowwater.telemetry import Telemetry
 
 _DEFAULT_PROFILE = "board.json"
@@ -37,8 +37,18 @@ class Firmware:
         self.sensor = sensor
         self.ring = ChunkRing(p["chunk_size"], p["chunk_count"], overwrite=True)
         self.stats = ChunkStats(p["sensor"]["width"])
+        self._width = p["sensor"]["width"]
+        # Processing buffers: the filtered copy of a chunk lives in a pool
+        # block, never in a fresh bytearray (no fragmentation, no allocation).
+        self.pool = BlockPool(p["chunk_size"], max(1, p["pool_blocks"]))
+        self.pool_misses = 0
+        # Recent window summaries, reclaimable under pressure (no weakref on boards).
+        self.store = WeakStore(max_items=max(1, p["store_items"]))
+        self.windows = 0
         self.budget = Budget(heap, warn, low, check_every=p["check_every"], source=source,
                              telemetry=self.tele)
+        # Handlers run in order: the store is shed first, then chunks are dropped.
+        self.budget.on_pressure(self._shed_store)
         self.budget.on_pressure(self._pressure)
         self.produced = 0
         self.processed = 0
@@ -54,6 +64,13 @@ class Firmware:
     def use_watchdog(self, wdt):
         """Feed this machine.WDT-like object once per chunk."""
         self._wdt = wdt
+
+    def _shed_store(self, level, free):
+        before = self.store.shed_bytes
+        n = len(self.store)
+        self.store.on_pressure(level, free)
+        if len(self.store) < n:
+            self.tele.shed("store", self.store.shed_bytes - before, n - len(self.store))
 
     def _pressure(self, level, free):
         # Budget handler: critical -> drop chunks (counted); warn -> only report.
@@ -91,7 +108,13 @@ class Firmware:
     def _consume(self):
         r = self.ring
         if len(r):
-            self.stats.update(r.oldest(), r.oldest_len())
+            blk = self.pool.try_alloc()
+            if blk is None:  # no processing buffer: use the raw chunk
+                self.pool_misses += 1
+                self.stats.update(r.oldest(), r.oldest_len())
+            else:
+                self.stats.update(blk, _smooth(r.oldest(), r.oldest_len(), self._width, blk))
+                self.pool.free(blk)
             r.release()
             self.processed += 1
 
@@ -100,6 +123,11 @@ class Firmware:
         if self.shedding and self.budget.level != CRITICAL:
             self.shedding = False
         lo, hi, mean = self.stats.window()
+        self.windows += 1
+        # A reclaimable summary of the window (the periodic point may
+        # allocate); none while under pressure, when the store is being shed.
+        if self.budget.level == OK:
+            self.store[self.windows] = (self.produced, lo, hi, mean)
         self.tele.stat(self.produced, self.processed, self.dropped, self.errors, lo, hi, mean)
 
     def drain(self):
@@ -164,7 +192,16 @@ def main(profile_path=None, chunks=None):
         # A bad profile fails at start with a message naming the field.
         print("lowwater:", e)
         raise SystemExit(2)
-    fw = Firmware(profile)
+    from lowwater import sensor as _sensor
+
+    try:
+        sensor = _sensor.from_profile(profile["sensor"])
+    except ImportError:
+        # No machine.ADC (the plain unix port): simulate the same channel.
+        s = profile["sensor"]
+        sensor = _sensor.SimSensor(s["seed"], s["width"], s["rate_hz"])
+        print("lowwater: no machine.ADC here, simulating the", s["kind"], "sensor")
+    fw = Firmware(profile, sensor)
     try:
         import machine
 

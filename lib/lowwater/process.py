@@ -86,3 +86,37 @@ class ChunkStats:
         win[3] = 0
         self.chunks = 0
         return res
+
+
+def _smooth_py(src, n, width, dst):
+    # Plain-Python twin of _viper.smooth: a 2-tap moving average, sample by
+    # sample, from src into dst (n bytes, whole samples); returns bytes written.
+    prev = -1
+    if width == 2:
+        n &= ~1
+        for i in range(0, n, 2):
+            v = src[i] | (src[i + 1] << 8)
+            if prev < 0:
+                prev = v
+            a = (v + prev) >> 1
+            prev = v
+            dst[i] = a & 0xFF
+            dst[i + 1] = a >> 8
+    else:
+        for i in range(n):
+            v = src[i]
+            if prev < 0:
+                prev = v
+            dst[i] = (v + prev) >> 1
+            prev = v
+    return n
+
+
+_smooth = getattr(VIPER, "smooth", None) or _smooth_py
+
+
+def smooth(src, n, width, dst, fast=None):
+    """Filter n bytes of samples from src into dst (a processing buffer, e.g. a
+    BlockPool block): dst[i] = (x[i] + x[i-1]) // 2. Returns the bytes written.
+    Allocates nothing on ports with viper."""
+    return (_smooth_py if fast is False else _smooth)(src, n, width, dst)
