@@ -1,0 +1,257 @@
+# lowwater._viper: @micropython.viper copy paths for lowwater.ring.ByteRing.
+# Imported through lowwater._compat.VIPER only; a port without the viper emitter
+# fails at import (SyntaxError/ImportError) and ring.py uses its plain twins.
+# CPython has no `micropython` module, so this import fails there on purpose.
+import micropython
+from micropython import const
+
+# ByteRing state: one array('i') (self._st) read and written through ptr32, the
+# fastest layout measured (shared/notes/perf.md); ring.py builds it with these
+# indices. For the viper path the ring's bytes live in the same array from
+# byte _DATA on (one attribute lookup per call instead of two).
+_RD = const(0)  # read offset of the oldest byte, 0 <= rd < cap
+_USED = const(1)  # bytes stored
+_CAP = const(2)  # capacity in bytes
+_OVER = const(3)  # 1: overwrite mode
+_DLO = const(4)  # dropped bytes, low 30 bits
+_DHI = const(5)  # dropped bytes >> 30
+_DATA = const(24)  # byte offset of the ring's bytes in self._st
+
+_bytes = bytes
+_len = len  # a module global is found faster than a builtin
+
+# These are ByteRing methods: ring.py binds them to each instance at init, so a
+# call costs no bytecode frame. Rules (shared/notes/perf.md):
+# - no slicing, no object creation: pointer arithmetic on native ints only;
+# - word (ptr32) access only at 4-byte aligned addresses (unaligned word access
+#   faults on Cortex-M0+ and ESP32): words when source and destination are
+#   co-aligned (same address mod 4), after a byte head; bytes otherwise;
+# - at most 4 arguments and no defaults (older viper emitters allow no more);
+# - copy loops end on `!=` an exact end address, so the sign of an address as
+#   a native int never matters.
+# `d` is assigned first so it gets the one register left after self and buf
+# (the emitter gives registers to the first three locals). The copy loop is
+# written out in write and readinto: a viper-to-viper call goes through the
+# generic call path.
+
+
+@micropython.viper
+def write(self, buf) -> int:
+    d = 0
+    n = int(_len(buf))
+    s = int(ptr8(buf))  # TypeError unless buf has the buffer protocol
+    st = ptr32(self._st)
+    cap = st[_CAP]
+    used = st[_USED]
+    rd = st[_RD]
+    res = n
+    if st[_OVER]:
+        k = used + n - cap  # bytes to drop
+        if k > 0:
+            if n >= cap:
+                # keep the newest cap bytes of buf; everything stored goes
+                s += n - cap
+                n = cap
+                rd = 0
+                used = 0
+            else:
+                rd += k
+                if rd >= cap:
+                    rd -= cap
+                used -= k
+            st[_RD] = rd
+            k += st[_DLO]
+            st[_DHI] = st[_DHI] + (k >> 30)
+            st[_DLO] = k & 0x3FFFFFFF
+    elif n > cap - used:
+        n = cap - used
+        res = n
+    w = rd + used
+    if w >= cap:
+        w -= cap
+    st[_USED] = used + n
+    base = int(st) + _DATA
+    while n > 0:
+        k = cap - w
+        if k > n:
+            k = n
+        n -= k
+        d = base + w
+        e = d + k
+        if k >= 8:
+            if ((d ^ s) & 3) == 0:
+                while d & 3:
+                    ptr8(d)[0] = ptr8(s)[0]
+                    d += 1
+                    s += 1
+                w = d + ((e - d) & -32)
+                while d != w:
+                    ptr32(d)[0] = ptr32(s)[0]
+                    ptr32(d)[1] = ptr32(s)[1]
+                    ptr32(d)[2] = ptr32(s)[2]
+                    ptr32(d)[3] = ptr32(s)[3]
+                    ptr32(d)[4] = ptr32(s)[4]
+                    ptr32(d)[5] = ptr32(s)[5]
+                    ptr32(d)[6] = ptr32(s)[6]
+                    ptr32(d)[7] = ptr32(s)[7]
+                    d += 32
+                    s += 32
+                w = d + ((e - d) & -4)
+                while d != w:
+                    ptr32(d)[0] = ptr32(s)[0]
+                    d += 4
+                    s += 4
+        while d != e:
+            ptr8(d)[0] = ptr8(s)[0]
+            d += 1
+            s += 1
+        w = 0
+    return res
+
+
+@micropython.viper
+def readinto(self, buf) -> int:
+    # An emptied ring restarts at offset 0, so later writes stay contiguous and
+    # aligned (the twin does the same).
+    d = 0
+    # ptr8() takes any readable buffer: refuse the common read-only one, bytes
+    # (~5% per call; a memoryview of bytes still gets through, docs/ring.md).
+    # __class__ needs MICROPY_CPYTHON_COMPAT, on in every ESP32/RP2040 build.
+    if buf.__class__ is _bytes:
+        raise TypeError("read-only buffer")
+    n = int(_len(buf))
+    d = int(ptr8(buf))
+    st = ptr32(self._st)
+    used = st[_USED]
+    if n > used:
+        n = used
+    res = n
+    cap = st[_CAP]
+    rd = st[_RD]
+    if n == used:
+        st[_RD] = 0
+    else:
+        w = rd + n
+        if w >= cap:
+            w -= cap
+        st[_RD] = w
+    st[_USED] = used - n
+    base = int(st) + _DATA
+    s = base + rd
+    w = cap - rd  # bytes before the wrap
+    while n > 0:
+        k = w
+        if k > n:
+            k = n
+        n -= k
+        e = d + k
+        if k >= 8:
+            if ((d ^ s) & 3) == 0:
+                while d & 3:
+                    ptr8(d)[0] = ptr8(s)[0]
+                    d += 1
+                    s += 1
+                w = d + ((e - d) & -32)
+                while d != w:
+                    ptr32(d)[0] = ptr32(s)[0]
+                    ptr32(d)[1] = ptr32(s)[1]
+                    ptr32(d)[2] = ptr32(s)[2]
+                    ptr32(d)[3] = ptr32(s)[3]
+                    ptr32(d)[4] = ptr32(s)[4]
+                    ptr32(d)[5] = ptr32(s)[5]
+                    ptr32(d)[6] = ptr32(s)[6]
+                    ptr32(d)[7] = ptr32(s)[7]
+                    d += 32
+                    s += 32
+                w = d + ((e - d) & -4)
+                while d != w:
+                    ptr32(d)[0] = ptr32(s)[0]
+                    d += 4
+                    s += 4
+        while d != e:
+            ptr8(d)[0] = ptr8(s)[0]
+            d += 1
+            s += 1
+        s = base
+        w = cap
+    return res
+
+
+@micropython.viper
+def peekinto(self, buf) -> int:
+    # readinto, then put the read position back.
+    st = ptr32(self._st)
+    rd = st[_RD]
+    used = st[_USED]
+    n = int(readinto(self, buf))
+    st[_RD] = rd
+    st[_USED] = used
+    return n
+
+
+# ---- lowwater.process.ChunkStats -----------------------------------------------------
+# The viper twin of lowwater.process._stats_py (same results, no allocation):
+# min, max, sum and count of the little-endian unsigned samples in src[:n]
+# (width 1 or 2 bytes) into out = array('i') [min, max, sum, count]; min is 0
+# for no samples. n must not exceed len(src) (ChunkRing.oldest_len() does not).
+
+
+@micropython.viper
+def chunk_stats(src: ptr8, n: int, width: int, out: ptr32):
+    lo = 0xFFFF
+    hi = 0
+    s = 0
+    i = 0
+    if width == 2:
+        cnt = n >> 1
+        e = cnt << 1
+        while i < e:
+            v = src[i] | (src[i + 1] << 8)
+            s += v
+            if v < lo:
+                lo = v
+            if v > hi:
+                hi = v
+            i += 2
+    else:
+        cnt = n
+        while i < n:
+            v = src[i]
+            s += v
+            if v < lo:
+                lo = v
+            if v > hi:
+                hi = v
+            i += 1
+    out[3] = cnt
+    out[0] = lo if cnt else 0
+    out[1] = hi
+    out[2] = s
+
+
+# smooth(src, n, width, dst) -> n: processing filter of lowwater.process, a
+# 2-tap moving average dst[i] = (x[i] + x[i-1]) >> 1 over whole samples (the
+# first sample is its own predecessor); byte-identical to process._smooth_py.
+
+
+@micropython.viper
+def smooth(src: ptr8, n: int, width: int, dst: ptr8) -> int:
+    i = 0
+    if width == 2:
+        n = n & -2
+        prev = src[0] | (src[1] << 8) if n else 0
+        while i < n:
+            v = src[i] | (src[i + 1] << 8)
+            a = (v + prev) >> 1
+            prev = v
+            dst[i] = a & 0xFF
+            dst[i + 1] = a >> 8
+            i += 2
+    else:
+        prev = src[0] if n else 0
+        while i < n:
+            v = src[i]
+            dst[i] = (v + prev) >> 1
+            prev = v
+            i += 1
+    return n

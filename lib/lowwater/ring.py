@@ -1,0 +1,309 @@
+# lowwater.ring: preallocated rings for sensor data: ByteRing (byte FIFO of any
+# size) and ChunkRing (zero-copy fixed slots). See docs/ring.md.
+#
+# Allocation (steady state, after construction; proven in test_ring.py):
+# - ChunkRing.claim/commit/oldest/oldest_len/release/len allocate nothing (plain
+#   bytecode over one bytearray and one memoryview per slot made at init).
+# - ByteRing.write/readinto/peekinto/len/space/clear allocate nothing on the
+#   viper path (lowwater._viper). The plain twin allocates nothing for a write
+#   that fits without wrapping, one memoryview per contiguous piece read, and
+#   up to three for a wrapped, cut or overwriting write (docs/ring.md).
+# - Counters are small ints: they allocate once past 2**30 on a 32-bit board.
+# Neither class locks: write and readinto (commit and release) update the same
+# count, so a producer in an IRQ needs the consumer to run with IRQs disabled,
+# or hand its work over with micropython.schedule.
+from array import array
+
+from lowwater._compat import VIPER, const
+
+# The viper path's state: one array('i'), layout shared with lowwater._viper.
+_RD = const(0)  # read offset of the oldest byte
+_USED = const(1)  # bytes stored
+_CAP = const(2)  # capacity
+_OVER = const(3)  # 1: overwrite mode
+_DLO = const(4)  # dropped bytes, low 30 bits
+_DHI = const(5)  # dropped bytes >> 30
+_MAXCAP = const(0x7FFFFFFF)  # the state is array('i')
+
+
+class ByteRing:
+    """Byte FIFO over one preallocated buffer, any capacity >= 1.
+
+        r = ByteRing(4096)
+        r.write(b"abc")        # -> 3 (bytes accepted)
+        n = r.readinto(buf)    # oldest bytes first, returns the count
+
+    overwrite=True drops the oldest bytes instead of refusing new ones and counts
+    them in .dropped. fast=None uses the viper copy path when the port has it,
+    False forces the plain twin, True requires viper (ValueError without it);
+    .fast tells which one is in use. Sources are bytes-like (itemsize 1);
+    destinations must be writable (bytearray, or a memoryview of one).
+    """
+
+    # The methods of this class are the plain twin (the only path on CPython).
+    # ByteRing(...) returns a _ViperByteRing, the subclass whose hot methods
+    # are the functions of lowwater._viper, when the port has viper and fast is
+    # not False. All set-up is in __new__: MicroPython skips __init__ when
+    # __new__ returns an instance of another class (CPython would call it).
+    def __new__(cls, capacity, overwrite=False, fast=None):
+        if capacity < 1:
+            raise ValueError("capacity must be >= 1")
+        if capacity > _MAXCAP:
+            raise ValueError("capacity too large")
+        if fast and VIPER is None:
+            raise ValueError("no viper emitter")
+        fast = VIPER is not None and fast is not False
+        self = object.__new__(_ViperByteRing if fast else cls)
+        self.capacity = capacity
+        self.overwrite = bool(overwrite)
+        self.fast = fast
+        if fast:
+            # state words, then the bytes from byte 24 on (lowwater._viper);
+            # made from a range: array() takes its length, no temporary buffer
+            st = array("i", range(6 + (capacity + 3) // 4))
+            st[_RD] = st[_USED] = st[_DLO] = st[_DHI] = 0
+            st[_CAP] = capacity
+            st[_OVER] = 1 if overwrite else 0
+            self._st = st
+        else:
+            self._mv = memoryview(bytearray(capacity))
+            self._rd = 0  # offset of the oldest byte
+            self._used = 0
+            self.dropped = 0
+        # Bind the hot methods per instance, once: a bound method found in the
+        # instance dict is called ~10% faster than one found on the class.
+        self.write = self.write
+        self.readinto = self.readinto
+        self.peekinto = self.peekinto
+        return self
+
+    # The plain twin: same results as lowwater._viper, state in attributes
+    # (faster than array subscripts in bytecode). Locals and stack are kept
+    # small so the VM frame stays on the C stack (over ~11 words it is
+    # heap-allocated per call, shared/notes/perf.md); rare cases go to helper
+    # methods. Slice stores into self._mv allocate nothing; a slice load (every
+    # read, a wrapped or truncated write) allocates one memoryview.
+    def write(self, buf):
+        """Append bytes from buf; return how many were accepted."""
+        n = len(buf)
+        if n > self.capacity - self._used:
+            return self._full(buf, n)
+        k = self._rd + self._used - self.capacity  # write offset - capacity
+        if k < 0:
+            k += self.capacity
+            if k + n > self.capacity:
+                return self._wrap(buf, k)
+        # (a non-buffer raises TypeError here, NotImplementedError on
+        # MicroPython: a try would move this frame to the heap)
+        self._mv[k : k + n] = buf
+        self._used += n
+        return n
+
+    def _wrap(self, buf, k):
+        # The write wraps at the end of the buffer: two slice stores.
+        n = self.capacity - k
+        buf = memoryview(buf)
+        self._mv[k:] = buf[:n]
+        self._mv[: len(buf) - n] = buf[n:]
+        self._used += len(buf)
+        return len(buf)
+
+    def _full(self, buf, n):
+        # The write does not fit: accept what fits, or in overwrite mode drop
+        # the oldest bytes (or keep only the newest capacity bytes of buf) and
+        # count them.
+        if not self.overwrite:
+            buf = memoryview(buf)  # also the TypeError for a non-buffer
+            k = self.capacity - self._used
+            return self.write(buf[:k]) if k else 0
+        k = self._used + n - self.capacity  # bytes to drop
+        if n >= self.capacity:
+            buf = memoryview(buf)[n - self.capacity :]
+            self._rd = 0
+            self._used = 0
+        else:
+            self._rd = (self._rd + k) % self.capacity
+            self._used -= k
+        self.dropped += k
+        self.write(buf)
+        return n
+
+    def readinto(self, buf):
+        """Move up to len(buf) of the oldest bytes into buf; return the count."""
+        n = len(buf)
+        if n > self._used:
+            n = self._used
+        k = self._rd
+        if not n or k + n > self.capacity:
+            return self._read2(buf, n)
+        buf[:n] = self._mv[k : k + n]
+        self._used -= n
+        k += n
+        # an emptied ring restarts at offset 0 (as lowwater._viper does)
+        if k == self.capacity or not self._used:
+            k = 0
+        self._rd = k
+        return n
+
+    def _read2(self, buf, n):
+        # readinto, the rare cases: nothing to read, or the bytes wrap.
+        self.peekinto(buf)
+        self._used -= n
+        self._rd = (self._rd + n) % self.capacity if self._used else 0
+        return n
+
+    def peekinto(self, buf):
+        """Copy like readinto() but keep the bytes in the ring."""
+        n = len(buf)
+        if n > self._used:
+            n = self._used
+        if not n:
+            buf[:0] = b""  # the same TypeError for a read-only destination
+            return 0
+        k = self.capacity - self._rd
+        if n <= k:
+            buf[:n] = self._mv[self._rd : self._rd + n]
+        else:
+            buf[:k] = self._mv[self._rd :]
+            buf[k:n] = self._mv[: n - k]
+        return n
+
+    def __len__(self):
+        return self._used
+
+    def space(self):
+        return self.capacity - self._used
+
+    def clear(self):
+        """Forget all stored bytes (not counted as dropped)."""
+        self._rd = 0
+        self._used = 0
+
+
+class _ViperByteRing(ByteRing):
+    # ByteRing on the viper path: state in self._st (see ByteRing.__new__).
+    if VIPER is not None:
+        write = VIPER.write
+        readinto = VIPER.readinto
+        peekinto = VIPER.peekinto
+
+    def __len__(self):
+        return self._st[_USED]
+
+    def space(self):
+        st = self._st
+        return st[_CAP] - st[_USED]
+
+    def clear(self):
+        st = self._st
+        st[_RD] = 0
+        st[_USED] = 0
+
+    @property
+    def dropped(self):
+        st = self._st
+        return (st[_DHI] << 30) | st[_DLO]
+
+
+class ChunkRing:
+    """Fixed-size slots for sensor chunks, zero-copy.
+
+        r = ChunkRing(256, 8)
+        mv = r.claim()            # writable view of a free slot, None if full
+        n = sensor.readinto(mv)
+        r.commit(n)               # publish it with n valid bytes
+        ...
+        mv = r.oldest()           # full-size view, valid bytes: r.oldest_len()
+        r.release()               # free it
+
+    overwrite=True makes claim() reclaim the oldest unread chunk when full (one
+    .dropped each): a view from oldest() then stays valid only until the next
+    claim(). Counters: committed, dropped, high_water (most slots ever in use,
+    the claimed one included); len(r) is the number of committed slots.
+    """
+
+    def __init__(self, chunk_size, count, overwrite=False):
+        if chunk_size < 1:
+            raise ValueError("chunk_size must be >= 1")
+        if count < 1:
+            raise ValueError("count must be >= 1")
+        self.chunk_size = chunk_size
+        self.count = count
+        self.overwrite = bool(overwrite)
+        mv = memoryview(bytearray(chunk_size * count))
+        # One view per slot, made here: slicing later would allocate.
+        self._views = tuple(mv[i * chunk_size : (i + 1) * chunk_size] for i in range(count))
+        self._lens = array("i", bytes(4 * count))  # valid bytes per committed slot
+        self._rd = 0  # slot of the oldest committed chunk
+        self._n = 0  # committed slots
+        self._cl = 0  # 1 while a slot is claimed (it is slot _rd + _n)
+        self.committed = 0
+        self.dropped = 0
+        self.high_water = 0
+
+    def claim(self):
+        """Writable full-size view of a free slot (the same one until commit)."""
+        n = self._n
+        if not self._cl:
+            if n == self.count:
+                if not self.overwrite:
+                    return None
+                self.dropped += 1
+                n -= 1
+                self._n = n
+                self._rd += 1
+                if self._rd == self.count:
+                    self._rd = 0
+            self._cl = 1
+            if n >= self.high_water:
+                self.high_water = n + 1
+        n += self._rd
+        if n >= self.count:
+            n -= self.count
+        return self._views[n]
+
+    def commit(self, n=None):
+        """Publish the claimed slot with n valid bytes (default: chunk_size)."""
+        if not self._cl:
+            raise ValueError("commit without claim")
+        if n is None:
+            n = self.chunk_size
+        elif not 0 <= n <= self.chunk_size:
+            raise ValueError("n out of range")
+        i = self._rd + self._n
+        if i >= self.count:
+            i -= self.count
+        self._lens[i] = n
+        self._n += 1
+        self._cl = 0
+        self.committed += 1
+
+    def oldest(self):
+        """Full-size view of the oldest committed chunk, None when empty."""
+        if self._n:
+            return self._views[self._rd]
+        return None
+
+    def oldest_len(self):
+        """Valid bytes in the oldest committed chunk, 0 when empty."""
+        if self._n:
+            return self._lens[self._rd]
+        return 0
+
+    def release(self):
+        """Free the oldest committed chunk."""
+        if not self._n:
+            raise ValueError("release when empty")
+        self._n -= 1
+        self._rd += 1
+        if self._rd == self.count:
+            self._rd = 0
+
+    def clear(self):
+        """Drop every committed chunk and any claim (not counted as dropped)."""
+        self._rd = 0
+        self._n = 0
+        self._cl = 0
+
+    def __len__(self):
+        return self._n
