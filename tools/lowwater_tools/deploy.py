@@ -1,0 +1,516 @@
+"""Deploy lib/, firmware/ and a board profile to a board through mpremote or ampy.
+
+The deploy set (and nothing else is ever written on the board):
+    firmware/<file>       -> :/<file>          (boot.py, main.py: always .py)
+    lib/<path>            -> :/lib/<path>      (.mpy instead of .py with mpy=True)
+    boards/<board>.json   -> :/board.json
+Only files whose sha256 differs from the board's copy are sent; files under
+:/lib/lowwater that are not in the set are removed. The real tools run as
+subprocesses (paths.tool_exe), every call bounded by a timeout. docs/deploy.md.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import queue
+import re
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import boards
+from .errors import UserError
+from .paths import FIRMWARE, LIB, ROOT, tool_exe
+
+TOOLS = ("mpremote", "ampy")
+MPY_DIR = ROOT / "build" / "mpy"
+STALE_ROOT = "/lib/lowwater"  # the only place files are ever removed
+# sys.implementation._mpy: bits 0-7 version, 8-9 sub-version, 10-15 native arch
+ARCHS = (None, "x86", "x64", "armv6", "armv6m", "armv7m", "armv7em", "armv7emsp", "armv7emdp",
+         "xtensa", "xtensawin", "rv32imc", "rv64imc")
+_SKIP_NAMES = ("__pycache__",)
+
+
+@dataclass
+class Item:
+    """One file of the deploy set."""
+
+    remote: str  # absolute path on the board
+    local: Path  # the file sent (a compiled .mpy for mpy deploys)
+    source: Path  # the file in the repo it comes from
+    sha256: str = ""
+    size: int = 0
+
+
+@dataclass
+class Plan:
+    items: list[Item]
+    dirs: list[str]  # every directory the set needs, parents first
+    copy: list[Item] = field(default_factory=list)
+    unchanged: list[Item] = field(default_factory=list)
+    remove: list[str] = field(default_factory=list)  # stale files, then stale dirs (deepest first)
+    mkdir: list[str] = field(default_factory=list)
+    board_mpy: int | None = None
+
+
+@dataclass
+class Result:
+    plan: Plan
+    seconds: float = 0.0
+    reset: bool = False
+
+    @property
+    def copied(self) -> list[str]:
+        return [i.remote for i in self.plan.copy]
+
+
+# ---- the deploy set -------------------------------------------------------
+
+
+def _files(base: Path):
+    for p in sorted(base.rglob("*")):
+        rel = p.relative_to(base)
+        if any(part.startswith(".") or part in _SKIP_NAMES for part in rel.parts):
+            continue
+        if p.is_file() and p.suffix not in (".pyc", ".mpy"):
+            yield p, rel
+
+
+def deploy_set(board: str, mpy_args: list[str] | None = None) -> list[Item]:
+    """The files to put on the board. mpy_args: compile lib/ with these mpy-cross options."""
+    profile_file = boards.profile_path(board)
+    boards.load(board)  # refuse an invalid profile before touching the board
+    items = []
+    if FIRMWARE.is_dir():
+        for p in sorted(FIRMWARE.iterdir()):
+            if p.is_file() and not p.name.startswith(".") and p.suffix != ".pyc":
+                items.append(Item("/" + p.name, p, p))
+    lib = list(_files(LIB))
+    compiled = {}
+    if mpy_args is not None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        srcs = [(p, rel) for p, rel in lib if p.suffix == ".py"]
+        with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 2)) as ex:
+            for (p, _), out in zip(srcs, ex.map(lambda a: _compile(a[0], a[1], mpy_args), srcs)):
+                compiled[p] = out
+    for p, rel in lib:
+        remote = "/lib/" + rel.as_posix()
+        if p in compiled:
+            items.append(Item(remote[:-3] + ".mpy", compiled[p], p))
+        else:
+            items.append(Item(remote, p, p))
+    items.append(Item("/board.json", profile_file, profile_file))
+    for it in items:
+        data = it.local.read_bytes()
+        it.sha256 = hashlib.sha256(data).hexdigest()
+        it.size = len(data)
+    return items
+
+
+def _dirs(items: list[Item]) -> list[str]:
+    out = set()
+    for it in items:
+        parts = it.remote.split("/")[1:-1]
+        for i in range(1, len(parts) + 1):
+            out.add("/" + "/".join(parts[:i]))
+    return sorted(out, key=lambda d: (d.count("/"), d))
+
+
+# ---- mpy-cross --------------------------------------------------------------
+
+
+def mpy_cross_version() -> tuple[int, int]:
+    """(version, sub-version) of the .mpy files mpy-cross emits, e.g. (6, 3)."""
+    out = _run([tool_exe("mpy-cross"), "--version"], 30).stdout
+    m = re.search(r"mpy v(\d+)(?:\.(\d+))?", out)
+    if not m:
+        raise UserError(f"cannot read the .mpy version from `mpy-cross --version`: {out.strip()!r}")
+    return int(m.group(1)), int(m.group(2) or 0)
+
+
+def decode_mpy(value: int) -> tuple[int, int, str | None]:
+    """sys.implementation._mpy -> (version, sub-version, native arch name or None)."""
+    arch = (value >> 10) & 0x3F
+    return value & 0xFF, (value >> 8) & 3, ARCHS[arch] if arch < len(ARCHS) else None
+
+
+def mpy_args_for(board_mpy: int | None) -> list[str]:
+    """mpy-cross options for a board's _mpy value; UserError when it cannot load our .mpy."""
+    if not board_mpy:
+        raise UserError("the board does not report sys.implementation._mpy: it cannot load .mpy files; "
+                        "deploy without --mpy")
+    ver, sub, arch = decode_mpy(board_mpy)
+    have = mpy_cross_version()
+    if (ver, sub) != have:
+        raise UserError(f"the board loads .mpy v{ver}.{sub} but mpy-cross emits v{have[0]}.{have[1]}: "
+                        "install the mpy-cross release matching the board's MicroPython, or deploy without --mpy")
+    return [f"-march={arch}"] if arch else []
+
+
+def _compile(src: Path, rel: Path, args: list[str]) -> Path:
+    out = MPY_DIR / rel.with_suffix(".mpy")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    r = _run([tool_exe("mpy-cross"), *args, "-s", rel.as_posix(), "-o", str(out), str(src)], 60)
+    if r.returncode != 0:
+        raise UserError(f"mpy-cross failed on {src.relative_to(ROOT)}: {r.stdout.strip()}")
+    return out
+
+
+# ---- talking to the board -----------------------------------------------------
+
+_QUERY = """\
+import os, sys
+try:
+    import hashlib
+except ImportError:
+    hashlib = None
+from binascii import hexlify
+print('LW:mpy', getattr(sys.implementation, '_mpy', 0))
+def lw_h(p):
+    try:
+        f = open(p, 'rb')
+    except OSError:
+        return
+    if hashlib is None:
+        f.close()
+        print('LW:F', p, '-')
+        return
+    h = hashlib.sha256()
+    b = bytearray(512)
+    m = memoryview(b)
+    while True:
+        n = f.readinto(b)
+        if not n:
+            break
+        h.update(m[:n])
+    f.close()
+    print('LW:F', p, hexlify(h.digest()).decode())
+def lw_w(d):
+    try:
+        es = list(os.ilistdir(d))
+    except OSError:
+        return
+    print('LW:D', d)
+    for e in es:
+        p = d + '/' + e[0]
+        if e[1] & 0x4000:
+            lw_w(p)
+        else:
+            lw_h(p)
+for d in %(dirs)r:
+    try:
+        if os.stat(d)[0] & 0x4000:
+            print('LW:D', d)
+    except OSError:
+        pass
+for p in %(files)r:
+    lw_h(p)
+lw_w(%(stale)r)
+"""
+
+
+def _run(cmd: list[str], timeout: float, what: str | None = None) -> subprocess.CompletedProcess:
+    try:
+        return subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                              timeout=timeout, stdin=subprocess.DEVNULL)
+    except subprocess.TimeoutExpired:
+        raise UserError(f"{what or Path(cmd[0]).name} did not finish within {timeout:g} s") from None
+
+
+def _tool_error(tool: str, port: str, out: str) -> UserError:
+    low = out.lower()
+    if "failed to access" in low or "could not exclusively lock" in low or "resource busy" in low:
+        return UserError(f"port {port} is busy or unavailable: is another program (mpremote, a monitor, "
+                         "a serial console) using it?")
+    if "could not enter raw repl" in low:
+        return UserError(f"no MicroPython REPL answers on {port}: is it a MicroPython board, and is nothing "
+                         "else using it?")
+    last = [line for line in out.strip().splitlines() if line.strip()]
+    return UserError(f"{tool} failed on {port}: {last[-1] if last else 'no output'}")
+
+
+def check_port(port: str) -> None:
+    if "://" not in port and not os.path.exists(port):
+        raise UserError(f"port {port} not found: is the board plugged in (or the virtual board running)?")
+
+
+class _Mpremote:
+    def __init__(self, port: str, timeout: float):
+        self.port = port
+        self.timeout = timeout
+        self.exe = tool_exe("mpremote")
+
+    def exec(self, code: str, reset: bool) -> str:
+        # The first call soft-resets (a clean heap, main.py stopped); later ones resume.
+        cmd = [self.exe, "connect", self.port] + ([] if reset else ["resume"]) + ["exec", code]
+        r = _run(cmd, self.timeout, "mpremote")
+        if r.returncode != 0:
+            raise _tool_error("mpremote", self.port, r.stdout)
+        return r.stdout
+
+    def apply(self, plan: Plan, progress) -> None:
+        """All changes in one mpremote run (`+`-chained), progress from its `cp` lines."""
+        cmd = [self.exe, "connect", self.port, "resume"]
+        steps = []
+        for d in plan.mkdir:
+            steps.append(["fs", "mkdir", ":" + d])
+        for it in plan.copy:
+            steps.append(["fs", "cp", "-f", str(it.local), ":" + it.remote])
+        for p in plan.remove:
+            steps.append(["fs", "rmdir" if p.endswith("/") else "rm", ":" + p.rstrip("/")])
+        if not steps:
+            return
+        for i, s in enumerate(steps):
+            cmd += (["+"] if i else []) + s
+        byname = {str(it.local): it for it in plan.copy}
+        timeout = self.timeout + sum(it.size for it in plan.copy) / 2000
+        lines = _stream(cmd, timeout, "mpremote")
+        out = []
+        for line in lines:
+            out.append(line)
+            if line.startswith("cp "):
+                it = byname.get(line.split(" ")[1])
+                if it:
+                    progress(it)
+        if lines.returncode != 0:
+            raise _tool_error("mpremote", self.port, "\n".join(out))
+
+
+class _Ampy:
+    def __init__(self, port: str, timeout: float):
+        self.port = port
+        self.timeout = timeout
+        self.exe = tool_exe("ampy")
+
+    def _ampy(self, *args, timeout=None) -> str:
+        r = _run([self.exe, "--port", self.port, *args], timeout or self.timeout, "ampy")
+        if r.returncode != 0:
+            raise _tool_error("ampy", self.port, r.stdout)
+        return r.stdout
+
+    def exec(self, code: str, reset: bool) -> str:
+        with tempfile.NamedTemporaryFile("w", suffix=".py", delete=False) as f:
+            f.write(code)
+        try:
+            return self._ampy("run", f.name)
+        finally:
+            os.unlink(f.name)
+
+    def apply(self, plan: Plan, progress) -> None:
+        for d in plan.mkdir:
+            self._ampy("mkdir", "--exists-okay", d)
+        for it in plan.copy:
+            progress(it)
+            self._ampy("put", str(it.local), it.remote, timeout=self.timeout + it.size / 500)
+        for p in plan.remove:
+            if p.endswith("/"):
+                self._ampy("rmdir", "--missing-okay", p.rstrip("/"))
+            else:
+                self._ampy("rm", p)
+
+
+class _Lines:
+    """A subprocess's output lines as they come, every wait bounded by a deadline."""
+
+    def __init__(self, cmd, timeout, what):
+        self.what = what
+        self.deadline = time.monotonic() + timeout
+        self.timeout = timeout
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                     stdin=subprocess.DEVNULL)
+        self.q: queue.Queue = queue.Queue()
+        threading.Thread(target=self._pump, daemon=True).start()
+        self.returncode = None
+
+    def _pump(self):
+        for line in self.proc.stdout:
+            self.q.put(line.rstrip("\n"))
+        self.q.put(None)
+
+    def __iter__(self):
+        try:
+            while True:
+                left = self.deadline - time.monotonic()
+                try:
+                    line = self.q.get(timeout=max(0.0, left))
+                except queue.Empty:
+                    raise UserError(f"{self.what} did not finish within {self.timeout:g} s") from None
+                if line is None:
+                    break
+                yield line
+            self.returncode = self.proc.wait(max(1.0, self.deadline - time.monotonic()))
+        finally:
+            if self.proc.poll() is None:
+                self.proc.kill()
+                self.proc.wait(5)
+
+
+def _stream(cmd, timeout, what) -> _Lines:
+    return _Lines(cmd, timeout, what)
+
+
+def soft_reset(port: str, timeout: float = 10.0) -> None:
+    """Soft-reset in the friendly REPL, so boot.py and then main.py run (a raw-REPL soft
+    reset, as `mpremote soft-reset` does, skips main.py). Plain REPL control bytes."""
+    import serial
+
+    try:
+        s = serial.serial_for_url(port, baudrate=115200, timeout=0.05)
+    except (serial.SerialException, OSError) as e:
+        raise UserError(f"port {port} is busy or unavailable ({e})") from None
+    try:
+        s.reset_input_buffer()
+        s.write(b"\r\x03\x03")
+        time.sleep(0.05)
+        s.write(b"\r\x02")  # to the friendly REPL
+        _read_until(s, b">>> ", timeout, port)
+        s.write(b"\x04")
+        _read_until(s, b"soft reboot", timeout, port)
+    finally:
+        s.close()
+
+
+def _read_until(s, ending: bytes, timeout: float, port: str) -> bytes:
+    buf = b""
+    deadline = time.monotonic() + timeout
+    while ending not in buf:
+        if time.monotonic() > deadline:
+            raise UserError(f"no answer from {port} within {timeout:g} s (waited for {ending!r})")
+        buf += s.read(max(1, s.in_waiting))
+    return buf
+
+
+# ---- the whole deploy ---------------------------------------------------------
+
+
+def _parse(out: str) -> tuple[int | None, dict[str, str], set[str]]:
+    mpy, hashes, dirs = None, {}, set()
+    for line in out.splitlines():
+        parts = line.strip().split(" ")
+        if parts[0] == "LW:mpy" and len(parts) == 2:
+            mpy = int(parts[1])
+        elif parts[0] == "LW:F" and len(parts) == 3:
+            hashes[parts[1]] = parts[2]
+        elif parts[0] == "LW:D" and len(parts) == 2:
+            dirs.add(parts[1])
+    if mpy is None:
+        raise UserError("the board did not answer the deploy query (no MicroPython?)")
+    return mpy, hashes, dirs
+
+
+def plan(port: str | None, board: str = boards.DEFAULT_BOARD, mpy: bool = False, tool: str = "mpremote",
+         timeout: float = 60.0, reset_first: bool = True) -> tuple[Plan, object]:
+    """Compare the deploy set with the board: what to copy, make and remove."""
+    if tool not in TOOLS:
+        raise UserError(f"unknown --tool {tool!r}; use one of {', '.join(TOOLS)}")
+    if port is None:
+        if mpy:
+            raise UserError("--mpy needs --port: the board's .mpy version decides how to compile")
+        items = deploy_set(board)
+        p = Plan(items, _dirs(items))
+        p.copy, p.mkdir = list(items), list(p.dirs)
+        return p, None
+    check_port(port)
+    drv = (_Mpremote if tool == "mpremote" else _Ampy)(port, timeout)
+    boards.load(board)
+    base_files = [it.remote for it in deploy_set(board)]  # names only; .mpy names added below
+    dirs = _dirs([Item(r, Path(), Path()) for r in base_files])
+    names = sorted({r for r in base_files} | {r[:-3] + ".mpy" for r in base_files if r.endswith(".py")})
+    out = drv.exec(_QUERY % {"dirs": dirs, "files": [n for n in names if not n.startswith(STALE_ROOT + "/")],
+                             "stale": STALE_ROOT}, reset_first)
+    board_mpy, hashes, have_dirs = _parse(out)
+    items = deploy_set(board, mpy_args_for(board_mpy) if mpy else None)
+    p = Plan(items, _dirs(items), board_mpy=board_mpy)
+    wanted = {it.remote for it in items}
+    for it in items:
+        (p.unchanged if hashes.get(it.remote) == it.sha256 else p.copy).append(it)
+    p.mkdir = [d for d in p.dirs if d not in have_dirs]
+    stale_files = sorted(f for f in hashes if f.startswith(STALE_ROOT + "/") and f not in wanted)
+    stale_dirs = sorted((d for d in have_dirs if d.startswith(STALE_ROOT + "/") and d not in p.dirs),
+                        key=lambda d: -d.count("/"))
+    p.remove = stale_files + [d + "/" for d in stale_dirs]
+    return p, drv
+
+
+def deploy(port: str | None, board: str = boards.DEFAULT_BOARD, mpy: bool = False, tool: str = "mpremote",
+           dry_run: bool = False, reset: bool = True, timeout: float = 60.0, out=None) -> Result:
+    """Bring the board up to date with the repo; returns what was (or would be) done."""
+    say = out or _Reporter(dry_run)
+    t0 = time.monotonic()
+    if port is None and not dry_run:
+        raise UserError("no --port given: the board's serial port (e.g. /dev/ttyUSB0), or the path "
+                        "`lowwater vboard` prints")
+    p, drv = plan(port, board, mpy, tool, timeout, reset_first=not dry_run)
+    res = Result(p)
+    if dry_run:
+        say.dry(p)
+        res.seconds = time.monotonic() - t0
+        return res
+    say.start(p)
+    drv.apply(p, say.file)
+    if reset:
+        soft_reset(port, timeout=min(timeout, 15.0))
+        res.reset = True
+    res.seconds = time.monotonic() - t0
+    say.done(res)
+    return res
+
+
+class _Reporter:
+    """Rich progress when stdout is a terminal, plain lines otherwise."""
+
+    def __init__(self, dry_run: bool, stream=None):
+        self.stream = stream or sys.stdout
+        self.rich = self.stream.isatty()
+        self.bar = None
+
+    def _p(self, msg):
+        print(msg, file=self.stream, flush=True)
+
+    def dry(self, p: Plan) -> None:
+        for d in p.mkdir:
+            self._p(f"would mkdir :{d}")
+        for it in p.copy:
+            self._p(f"would copy {_rel(it.source)} -> :{it.remote} ({it.size} B)")
+        for r in p.remove:
+            self._p(f"would remove :{r.rstrip('/')}")
+        self._p(f"dry run: {len(p.copy)} to copy, {len(p.unchanged)} unchanged, {len(p.remove)} to remove")
+
+    def start(self, p: Plan) -> None:
+        self.total = len(p.copy)
+        self.n = 0
+        if self.rich and self.total:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+            self.bar = Progress(TextColumn("deploy"), BarColumn(), MofNCompleteColumn(),
+                                TextColumn("{task.description}"), transient=True)
+            self.task = self.bar.add_task("", total=self.total)
+            self.bar.start()
+
+    def file(self, it: Item) -> None:
+        self.n += 1
+        if self.bar is not None:
+            self.bar.update(self.task, completed=self.n - 1, description=it.remote)
+        else:
+            self._p(f"[{self.n}/{self.total}] {_rel(it.source)} -> :{it.remote} ({it.size} B)")
+
+    def done(self, res: Result) -> None:
+        if self.bar is not None:
+            self.bar.update(self.task, completed=self.total)
+            self.bar.stop()
+        p = res.plan
+        self._p(f"deployed {len(p.copy)} files ({sum(i.size for i in p.copy)} B), {len(p.unchanged)} unchanged, "
+                f"{len(p.remove)} removed in {res.seconds:.1f} s" + ("; soft reset" if res.reset else ""))
+
+
+def _rel(p: Path) -> str:
+    try:
+        return str(p.relative_to(ROOT))
+    except ValueError:
+        return str(p)
