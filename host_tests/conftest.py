@@ -8,6 +8,9 @@ from pathlib import Path
 
 import pytest
 
+# The memory markers (limit_memory, no_alloc, limit_leaks), on both runtimes.
+pytest_plugins = ["lowwater_tools.pytest_memory"]
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 LIB = ROOT / "lib"

@@ -13,6 +13,7 @@ import pytest
 
 import mprunner
 import ptest
+from lowwater_tools import pytest_memory
 
 RUNTIMES = ("cpython", "micropython")
 
@@ -35,8 +36,8 @@ def pytest_pyfunc_call(pyfuncitem):
     if rt == "micropython":
         module = pyfuncitem.module
         heap = getattr(module, "MP_HEAP", {}).get(name) or mprunner.default_heap(pyfuncitem.config)
-        res = mprunner.run([str(mprunner.PORTABLE / "_mprun.py"), module.__name__, name], heap,
-                           timeout=getattr(module, "MP_TIMEOUT", 120))
+        argv = pytest_memory.mp_argv(pyfuncitem, [str(mprunner.PORTABLE / "_mprun.py"), module.__name__, name])
+        res = mprunner.run(argv, heap, timeout=getattr(module, "MP_TIMEOUT", 120))
         lines = res.out.rstrip().splitlines()
         last = lines[-1] if lines else ""
         if res.returncode == 0 and last.startswith("LWTEST SKIP"):

@@ -69,3 +69,22 @@ def print_exception(exc, file=None):
     import traceback
 
     traceback.print_exception(type(exc), exc, exc.__traceback__, file=file or sys.stdout)
+
+
+# --- lowwater.prof (issue 4): profiler hooks, detected by trying ------------
+# sys.settrace: CPython, and MicroPython builds with MICROPY_PY_SYS_SETTRACE
+# (not the unix port's standard build). os.dupterm: most board ports, not unix.
+import os as _os
+import sys as _sys
+
+settrace = getattr(_sys, "settrace", None)
+dupterm = getattr(_os, "dupterm", None)
+
+
+def get_tracemalloc():
+    """CPython's tracemalloc module (imported on first use), None on MicroPython."""
+    try:
+        import tracemalloc
+    except ImportError:  # MicroPython
+        return None
+    return tracemalloc
