@@ -51,8 +51,9 @@ def _profile(**over):
 
 def _firmware(source=None, sensor=None, **over):
     out = StringIO()
-    fw = app.Firmware(_profile(**over), sensor=sensor or SimSensor(1), telemetry=Telemetry(out),
-                      source=source or FakeSource(10**6))
+    fw = app.Firmware(
+        _profile(**over), sensor=sensor or SimSensor(1), telemetry=Telemetry(out), source=source or FakeSource(10**6)
+    )
     return fw, out
 
 
@@ -185,3 +186,102 @@ def test_processing_uses_pool_blocks_and_returns_them():
     assert fw.pool_misses == 10 and fw.processed == 110  # raw chunks still processed
     for b in blocks:
         fw.pool.free(b)
+
+
+# --- the flash log (issue 6): window summaries, acknowledged after each flush ---
+
+# Compiling flashlog.py from source beside this test module needs ~20 KB of
+# transient heap that the board-shaped heap does not reliably have (a board runs
+# it as .mpy); these tests are about the log wiring, not the heap.
+MP_HEAP = {
+    "test_window_summaries_go_to_the_flash_log_and_acks_follow_flushes": 196608,
+    "test_a_failing_log_is_counted_and_the_loop_goes_on": 196608,
+}
+
+
+def _tmpdir(tag):
+    from lowwater._compat import ticks_us
+
+    return "/tmp/lowwater-%s-%d" % (tag, ticks_us())
+
+
+def _rmtree(d):
+    import os
+
+    try:
+        names = os.listdir(d)
+    except OSError:
+        return  # never created
+    for name in names:
+        os.remove(d + "/" + name)
+    os.rmdir(d)
+
+
+def _u(b, off, n):
+    v = 0
+    for i in range(n):
+        v |= b[off + i] << (8 * i)
+    return v
+
+
+def test_window_summaries_go_to_the_flash_log_and_acks_follow_flushes():
+    from lowwater.flashlog import FlashLog
+
+    d = _tmpdir("applog")
+    try:
+        fw, out = _firmware(check_every=8)
+        log = FlashLog(d, max_file_bytes=256, max_files=4)
+        fw.use_log(log, every=3)
+        fw.run(80)  # 10 windows
+        fw.finish()  # flushes the 10th
+        acks = [int(_field(ln, "seq")) for ln in _records(out, "log")]
+        assert acks == [3, 6, 9, 10], acks
+        assert all(ln.endswith(" durable=1") for ln in _records(out, "log"))
+        recs = list(log.read())
+        assert [s for s, _ in recs] == list(range(1, 11))
+        for seq, data in recs:
+            assert len(data) == app.WINDOW_RECORD and data[0] == 0x57 and data[1] == 1
+            assert _u(data, 4, 4) == seq and _u(data, 2, 2) == app.window_tag(seq)
+            assert _u(data, 8, 4) == 8 * seq  # chunks produced at that window
+        log.close()
+        again = FlashLog(d, max_file_bytes=256, max_files=4)
+        assert again.seq == 10  # the next start resumes after the last record
+        again.close()
+    finally:
+        _rmtree(d)
+
+
+def test_a_failing_log_is_counted_and_the_loop_goes_on():
+    from lowwater import faults
+    from lowwater.flashlog import FlashLog
+
+    d = _tmpdir("appfail")
+    try:
+        fw, out = _firmware(check_every=8)
+        log = FlashLog(d, max_file_bytes=4096, max_files=2)
+        fw.use_log(log, every=1)
+        faults.inject(log, "append", faults.Fault(OSError, 28, every=2))  # ENOSPC
+        assert fw.run(80) == 80
+        rep = fw.finish()
+        assert fw.log_errors == 5 and rep["log_errors"] == 5 and fw.errors == 0
+        assert len([ln for ln in _records(out, "err") if " where=log " in ln]) == 5
+        assert [s for s, _ in log.read()] == [1, 2, 3, 4, 5]
+        assert fw.produced == fw.processed == 80
+        log.close()
+    finally:
+        _rmtree(d)
+
+
+def test_log_options_of_the_profile_are_checked():
+    assert app.log_options(_profile()) == [4, 16384, 4]
+    assert app.log_options(_profile(log_every=0, log_file_bytes=512, log_files=2)) == [0, 512, 2]
+    for key, bad in (("log_every", -1), ("log_every", "2"), ("log_file_bytes", 10), ("log_files", 1)):
+        msg = str(ptest.raises(ValueError, app.log_options, _profile(**{key: bad})))
+        assert msg.startswith("board profile: " + key), msg
+
+
+def _field(line, key):
+    for item in line.split(" "):
+        if item.startswith(key + "="):
+            return item[len(key) + 1 :]
+    return None

@@ -1,0 +1,300 @@
+# Fault injection on both runtimes: failing sensors, MemoryError at the
+# pipeline's allocation points, a real memory hog. The firmware keeps running,
+# sheds load (store first, then chunks), recovers, and its accounting holds:
+# chunks produced = processed + dropped, in the `end` record and the report.
+import gc
+
+import ptest
+from lowwater import app, config, faults
+from lowwater.budget import CRITICAL, OK, WARN
+from lowwater.sensor import SimSensor
+from lowwater.telemetry import Telemetry
+
+
+class Sink:
+    """A telemetry stream that keeps the rare records, counts `err` records by
+    where and exc and only counts the rest: a StringIO would grow with every
+    record and skew the heap under test (the board-shaped heap is tight)."""
+
+    KEEP = ("boot", "lvl", "shed", "end", "log", "logopen")
+
+    def __init__(self):
+        self.parts = []
+        self.lines = []
+        self.counts = {}
+        self.errs = {}  # "where:exc" -> count
+
+    def write(self, s):
+        if type(s) is not str:
+            s = str(bytes(s), "ascii")
+        if s != "\n":
+            self.parts.append(s)
+            return
+        line = "".join(self.parts)
+        self.parts = []
+        kind = line[4 : line.index(" ", 4)]
+        self.counts[kind] = self.counts.get(kind, 0) + 1
+        if kind == "err":
+            k = _field(line, "where") + ":" + _field(line, "exc")
+            self.errs[k] = self.errs.get(k, 0) + 1
+        elif kind in self.KEEP:
+            self.lines.append(line)
+
+    def err_count(self, exc):
+        return sum([v for k, v in self.errs.items() if k.endswith(":" + exc)])
+
+    def records(self, kind):
+        return [ln for ln in self.lines if ln.startswith("LW1 " + kind + " ")]
+
+
+class FakeSource:
+    def __init__(self, free):
+        self.free_bytes = free
+
+    def collect(self):
+        pass
+
+    def free(self):
+        return self.free_bytes
+
+    def alloc(self):
+        return 1000
+
+
+def _profile(**over):
+    p = config.load("boards/unix.json")
+    for k in over:
+        p[k] = over[k]
+    return p
+
+
+def _firmware(sensor=None, source=None, **over):
+    sink = Sink()
+    fw = app.Firmware(_profile(**over), sensor=sensor or SimSensor(1), telemetry=Telemetry(sink), source=source)
+    return fw, sink
+
+
+def _field(line, key):
+    for item in line.split(" "):
+        if item.startswith(key + "="):
+            return item[len(key) + 1 :]
+    return None
+
+
+def _accounting_holds(fw, sink, rep):
+    assert fw.produced == fw.processed + fw.dropped, (fw.produced, fw.processed, fw.dropped)
+    assert rep["chunks"] == fw.produced and rep["processed"] == fw.processed
+    assert rep["dropped"] == fw.dropped and rep["errors"] == fw.errors
+    end = sink.records("end")
+    assert len(end) == 1, sink.lines
+    assert int(_field(end[0], "chunks")) == int(_field(end[0], "processed")) + int(_field(end[0], "dropped"))
+    assert int(_field(end[0], "chunks")) == fw.produced
+    assert int(_field(end[0], "errors")) == fw.errors
+
+
+def test_i2c_nack_is_counted_and_the_loop_goes_on():
+    s = faults.NackSensor(SimSensor(1), every=7)
+    fw, sink = _firmware(sensor=s, source=FakeSource(10**6), check_every=32)
+    assert fw.run(700) == 700
+    rep = fw.finish()
+    assert s.fault.fired == 100 and fw.errors == 100 and fw.mem_errors == 0
+    assert fw.produced == 600
+    assert sink.errs == {"sensor:OSError": 100}, sink.errs
+    _accounting_holds(fw, sink, rep)
+
+
+def test_short_reads_are_short_chunks_not_errors():
+    s = faults.ShortSensor(SimSensor(2), every=3)
+    fw, sink = _firmware(sensor=s, source=FakeSource(10**6), check_every=32)
+    fw.run(300)
+    rep = fw.finish()
+    assert s.shorts == 100
+    assert fw.errors == 0 and fw.produced == 300 and fw.processed == 300
+    # The window statistics stay within the sensor's range.
+    for line in sink.records("end"):
+        assert _field(line, "errors") == "0"
+    lo, hi, mean = fw.stats.window()
+    assert 0 <= lo <= mean <= hi <= 0xFFFF or fw.stats.chunks == 0
+    _accounting_holds(fw, sink, rep)
+
+
+def test_garbage_and_impossible_counts_are_counted():
+    s = faults.GarbageSensor(seed=5, bad_every=5)
+    fw, sink = _firmware(sensor=s, source=FakeSource(10**6), check_every=16)
+    assert fw.run(300) == 300
+    rep = fw.finish()
+    assert s.bad == 60
+    # -1 and len+1 are refused by the ring (counted); None means a full chunk.
+    assert fw.errors == 40
+    assert fw.produced == 260
+    assert sink.errs == {"step:ValueError": 40}, sink.errs
+    _accounting_holds(fw, sink, rep)
+
+
+def _inject(fw, where, fault):
+    if where == "sensor":
+        faults.inject(fw.sensor, "readinto", fault)
+    elif where == "processing":
+        faults.inject(fw.stats, "update", fault)
+    elif where == "pool":
+        faults.inject(fw.pool, "try_alloc", fault)
+    elif where == "telemetry":
+        faults.inject(fw.tele, "stat", fault)
+    elif where == "budget":
+        faults.inject(fw.budget.source, "free", fault)
+    elif where == "store":
+        fw.store = faults.Faulty(fw.store, fault, ("__setitem__",))
+
+
+def test_memory_error_at_every_allocation_point_is_survived():
+    for where in ("sensor", "processing", "pool", "telemetry", "budget", "store"):
+        fw, sink = _firmware(source=FakeSource(10**6), check_every=8, store_items=64)
+        fault = faults.Fault(MemoryError, every=5)
+        _inject(fw, where, fault)
+        assert fw.run(240) == 240, where
+        fault.enabled = False  # the pressure ends
+        fw.run(64)
+        rep = fw.finish()
+        assert fault.fired > 0, where
+        assert fw.mem_errors == fault.fired, (where, fw.mem_errors, fault.fired)
+        assert fw.errors == fault.fired, where
+        assert sink.err_count("MemoryError") == fault.fired, (where, sink.errs)
+        _accounting_holds(fw, sink, rep)
+        if where == "sensor":
+            assert fw.produced == 304 - fault.fired  # a failed read produces nothing
+        else:
+            assert fw.produced == 304, where
+        fw = sink = fault = rep = None
+        gc.collect()  # one firmware at a time in the board-shaped heap
+
+
+def test_memory_error_forces_a_budget_check_and_sheds_at_once():
+    src = FakeSource(10**6)
+    fw, sink = _firmware(source=src, check_every=10**6)  # no periodic check at all
+    fw.run(10)
+    assert fw.budget.checks == 0
+    src.free_bytes = 1  # memory is gone; the next failing allocation finds out
+    faults.inject(fw.stats, "update", faults.Fault(MemoryError, after=5, times=1))
+    fw.run(20)
+    assert fw.budget.checks == 1 and fw.budget.level == CRITICAL and fw.shedding
+    assert sink.records("shed")
+
+
+_HOG_BUDGET = {"warn_free": 24576, "min_free": 12288}
+
+
+def _stop_tracemalloc():
+    # CPython: TracemallocSource measures from when tracing starts; start afresh
+    # so allocations of earlier tests do not count against this heap.
+    if not ptest.MICROPYTHON:
+        import tracemalloc
+
+        tracemalloc.stop()
+
+
+def test_memory_hog_drives_warn_then_critical_and_the_firmware_recovers():
+    _stop_tracemalloc()
+    gc.collect()
+    # The real source (GcSource on MicroPython) under the board-shaped heap; the
+    # thresholds are lowered because the test harness's own code takes ~15 KB.
+    fw, sink = _firmware(check_every=16, store_items=16, **_HOG_BUDGET)
+    try:
+        hog = faults.MemoryHog(fw.budget.source)
+        fw.boot()
+        fw.run(64)
+        assert fw.budget.level == OK, (fw.budget.free, fw.warn_free)
+        kept = len(fw.store)
+        assert kept == 4 and fw.dropped == 0
+        # Warn: the store is shed (a quarter of its bytes per check), every
+        # chunk is still processed.
+        free = hog.fill((fw.warn_free + fw.min_free) // 2)
+        assert fw.min_free < free < fw.warn_free, (free, fw.min_free, fw.warn_free)
+        fw.run(32)
+        assert fw.budget.level == WARN
+        assert len(fw.store) < kept and fw.dropped == 0 and not fw.shedding
+        assert " what=store " in sink.records("shed")[0], sink.lines
+        # Critical: chunks are dropped (counted).
+        free = hog.fill(fw.min_free // 2)
+        assert free < fw.min_free, (free, fw.min_free)
+        fw.run(64)
+        assert fw.budget.level == CRITICAL and fw.shedding, (fw.budget.level, fw.budget.free)
+        assert fw.dropped > 0
+        assert [ln for ln in sink.records("shed") if " what=chunks " in ln]
+        # The pressure ends: back to OK, no more drops.
+        hog.release()
+        fw.run(32)
+        assert fw.budget.level == OK and not fw.shedding
+        dropped = fw.dropped
+        fw.run(160)
+        assert fw.dropped == dropped
+        assert len(fw.store) > 0  # summaries are kept again
+        levels = [_field(ln, "to") for ln in sink.records("lvl")]
+        assert levels == ["warn", "critical", "ok"], levels
+        rep = fw.finish()
+        assert fw.errors == 0
+        _accounting_holds(fw, sink, rep)
+    finally:
+        _stop_tracemalloc()
+
+
+class Quiet:
+    """A stream that allocates nothing (as a UART does): counts lines only."""
+
+    def __init__(self):
+        self.lines = 0
+
+    def write(self, s):
+        if type(s) is str and s == "\n":
+            self.lines += 1
+
+
+def test_exhausted_heap_with_a_quiet_stream_needs_no_memory():
+    # Every byte of the heap taken: once the store is shed, a chunk and the
+    # periodic check allocate nothing, so the firmware runs on, dropping chunks.
+    _stop_tracemalloc()
+    gc.collect()
+    fw = app.Firmware(
+        _profile(check_every=16, store_items=16, **_HOG_BUDGET), sensor=SimSensor(1), telemetry=Telemetry(Quiet())
+    )
+    try:
+        hog = faults.MemoryHog(fw.budget.source, block=256)
+        fw.run(32)
+        hog.fill(0)  # everything the heap will give
+        assert fw.run(400) == 400
+        assert fw.mem_errors == 0 and fw.errors == 0
+        assert fw.budget.level == CRITICAL and fw.shedding and fw.dropped > 0
+        hog.release()
+        fw.run(64)
+        assert fw.budget.level == OK and not fw.shedding
+        rep = fw.finish()
+        assert rep["chunks"] == rep["processed"] + rep["dropped"] == fw.produced
+    finally:
+        _stop_tracemalloc()
+
+
+def test_exhausted_heap_with_allocating_telemetry_is_survived():
+    # Telemetry that allocates (here: the test's Sink) fails with real
+    # MemoryErrors when the heap is exhausted; they are counted, the firmware
+    # sheds at once and recovers when the memory comes back.
+    _stop_tracemalloc()
+    gc.collect()
+    fw, sink = _firmware(check_every=16, store_items=16, **_HOG_BUDGET)
+    try:
+        hog = faults.MemoryHog(fw.budget.source, block=256)
+        fw.run(32)
+        hog.fill(0)
+        assert fw.run(400) == 400  # never dies
+        if ptest.MICROPYTHON:
+            assert fw.mem_errors > 0  # real ones: nothing injected
+        assert fw.errors == fw.mem_errors
+        assert fw.shedding and fw.dropped > 0
+        hog.release()
+        fw.run(64)
+        assert fw.budget.level == OK and not fw.shedding
+        dropped = fw.dropped
+        fw.run(64)
+        assert fw.dropped == dropped
+        rep = fw.finish()
+        _accounting_holds(fw, sink, rep)
+    finally:
+        _stop_tracemalloc()
