@@ -38,19 +38,48 @@ test: $(STAMP)
 
 # Benchmarks: ratios measured side by side (docs/performance.md).
 bench: $(STAMP)
-	$(LW) bench
+	$(LW) bench $(BENCH_ARGS)
 
-# Long soak and power-loss run (docs/reliability.md).
+# Long memory run (unix port) then the SIGKILL power-loss run (virtual board);
+# docs/reliability.md.
+SOAK_CHUNKS ?= 1000000
+SOAK_KILLS  ?= 200
+SEED        ?= 1
 soak: $(STAMP)
-	$(LW) soak --board $(BOARD)
+	$(LW) soak --board $(BOARD) --chunks $(SOAK_CHUNKS) --kills $(SOAK_KILLS) --seed $(SEED)
 
 # Smallest unix-port heap the firmware runs in, and the margin (docs/fit.md).
 fit: $(STAMP)
 	$(LW) fit --board $(BOARD) --mpy
 
-# .mpy build of lib/ (docs/distribution.md).
+# .mpy build of lib/ into build/mpy (docs/distribution.md): the arch of BOARD
+# (unix: x64, rp2040: armv6m, esp32: xtensawin) or ARCH=...; MPY_VERSION=N[.M]
+# for an older bytecode version.
 mpy: $(STAMP)
-	$(LW) mpy
+	$(LW) mpy --out build/mpy $(if $(ARCH),--arch $(ARCH),--board $(BOARD)) $(if $(MPY_VERSION),--bytecode $(MPY_VERSION))
+
+# MicroPython board stubs for `make lint`, outside .venv so they never shadow
+# CPython's stdlib for tools/.
+STUBS_VERSION := 1.29.0.post1
+STUB_BOARDS   := esp32 rp2
+STUBS         := build/stubs/$(STUBS_VERSION)
+
+$(STUBS)/%/.installed:
+	rm -rf $(STUBS)/$*
+	$(PY) -m pip install --quiet --no-user --target $(STUBS)/$* micropython-$*-stubs==$(STUBS_VERSION)
+	@touch $@
+
+# ruff lint and format check; mypy of lib/ and firmware/ against each board's
+# stubs, and of tools/ against CPython (docs/distribution.md).
+lint: $(STAMP) $(foreach b,$(STUB_BOARDS),$(STUBS)/$(b)/.installed)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	@set -e; for b in $(STUB_BOARDS); do \
+	  echo "mypy: lib/lowwater firmware/ against the $$b stubs"; \
+	  MYPYPATH=$(STUBS)/$$b $(VENV)/bin/mypy --config-file mypy-board.ini \
+	    --custom-typeshed-dir $(STUBS)/$$b --cache-dir build/mypy/$$b lib/lowwater firmware; \
+	done
+	$(VENV)/bin/mypy --config-file mypy.ini --cache-dir build/mypy/tools
 
 # Library size budget: .mpy bytes and heap after import.
 size: $(STAMP)

