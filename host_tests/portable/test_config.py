@@ -84,3 +84,13 @@ def test_scaled_maps_a_32_bit_board_onto_a_64_bit_heap():
     assert config.scaled(p, 32) == (p["heap"], p["warn_free"], p["min_free"])
     u = config.load(_boards_dir() + "unix.json")
     assert config.scaled(u, 64)[0] == u["heap"]
+
+
+def test_optional_log_settings_are_checked():
+    p = _good()
+    p["log_every"] = 0  # logging off is fine
+    config.validate(p)
+    for field, bad in (("log_every", -1), ("log_file_bytes", 10), ("log_files", "4")):
+        p = _good()
+        p[field] = bad
+        assert field in _message(p)

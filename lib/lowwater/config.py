@@ -49,7 +49,17 @@ def validate(p):
         _need(field in p, field, "is missing")
         v = p[field]
         _need(type(v) is typ, field, "must be %s, got %s" % (typ.__name__, type(v).__name__))
-    for field in ("heap", "warn_free", "min_free", "check_every", "chunk_size", "chunk_count", "wdt_ms", "fs_size", "flash_size"):
+    for field in (
+        "heap",
+        "warn_free",
+        "min_free",
+        "check_every",
+        "chunk_size",
+        "chunk_count",
+        "wdt_ms",
+        "fs_size",
+        "flash_size",
+    ):
         _need(p[field] > 0, field, "must be > 0")
     for field in ("store_items", "pool_blocks", "flash_offset"):
         _need(p[field] >= 0, field, "must be >= 0")
@@ -58,9 +68,12 @@ def validate(p):
     _need(p["warn_free"] <= p["heap"], "warn_free", "(%d) is above heap (%d)" % (p["warn_free"], p["heap"]))
     _need(p["min_free"] <= p["warn_free"], "min_free", "(%d) is above warn_free (%d)" % (p["min_free"], p["warn_free"]))
     ring = p["chunk_size"] * p["chunk_count"]
-    _need(ring < p["heap"] - p["warn_free"], "chunk_count",
-          "ring of %d bytes does not fit in heap - warn_free" % ring)
+    _need(ring < p["heap"] - p["warn_free"], "chunk_count", "ring of %d bytes does not fit in heap - warn_free" % ring)
     _need(p["fs_size"] <= p["flash_size"], "fs_size", "is above flash_size")
+    # Optional flash-log settings (lowwater.app.log_options gives the defaults).
+    for field, low in (("log_every", 0), ("log_file_bytes", 64), ("log_files", 2)):
+        if field in p:
+            _need(type(p[field]) is int and p[field] >= low, field, "must be an int >= %d" % low)
     s = p["sensor"]
     _need(type(s.get("kind")) is str and s["kind"] in _SENSORS, "sensor.kind", "must be one of " + ", ".join(_SENSORS))
     for field in ("seed", "rate_hz", "width"):

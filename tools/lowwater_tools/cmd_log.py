@@ -26,26 +26,38 @@ def _int(s: str) -> int:
 def add_arguments(p):
     sub = p.add_subparsers(dest="log_command", metavar="ACTION")
     sub.required = True
-    r = sub.add_parser("read", help="print the records of FILE, DIR or IMAGE",
-                       description="Print the intact records of a log file, a folder of log files "
-                       "or the log folder of a littlefs2 image (4096-byte blocks). Skipped bytes "
-                       "(garbage, torn tails, bad CRCs) are reported on stderr.")
+    r = sub.add_parser(
+        "read",
+        help="print the records of FILE, DIR or IMAGE",
+        description="Print the intact records of a log file, a folder of log files "
+        "or the log folder of a littlefs2 image (4096-byte blocks). Skipped bytes "
+        "(garbage, torn tails, bad CRCs) are reported on stderr.",
+    )
     r.add_argument("target", metavar="FILE|DIR|IMAGE")
     _read_options(r)
-    r.add_argument("--fs-size", type=_int, default=None, metavar="N",
-                   help="treat the input as a littlefs2 image whose file system is its first N bytes "
-                        "(default: the whole file, when it is an image)")
+    r.add_argument(
+        "--fs-size",
+        type=_int,
+        default=None,
+        metavar="N",
+        help="treat the input as a littlefs2 image whose file system is its first N bytes "
+        "(default: the whole file, when it is an image)",
+    )
     q = sub.add_parser("pull", help="copy the log folder from a board with mpremote, then read it")
     q.add_argument("--port", required=True, help="serial port of the board (see `mpremote devs`)")
-    q.add_argument("-o", "--output", default="lowwater-log", metavar="DIR",
-                   help="local folder for the copy; must not exist or be empty (default: lowwater-log)")
+    q.add_argument(
+        "-o",
+        "--output",
+        default="lowwater-log",
+        metavar="DIR",
+        help="local folder for the copy; must not exist or be empty (default: lowwater-log)",
+    )
     _read_options(q)
     q.add_argument("--quiet", action="store_true", help="copy only, print no records")
 
 
 def _read_options(p):
-    p.add_argument("--from", dest="from_seq", type=_int, default=0, metavar="SEQ",
-                   help="only records with seq >= SEQ")
+    p.add_argument("--from", dest="from_seq", type=_int, default=0, metavar="SEQ", help="only records with seq >= SEQ")
     p.add_argument("--json", action="store_true", help="one JSON object per line")
     p.add_argument("--path", default="/log", help="log folder on the board / in the image (default /log)")
     p.add_argument("--strict", action="store_true", help="exit 1 when any byte had to be skipped")
@@ -57,12 +69,14 @@ def run(args) -> int:
     return _read(args.target, args, getattr(args, "fs_size", None))
 
 
-def _emit(ev, as_json: bool, out) -> None:
+def _emit(ev, as_json: bool, out, notes: list[str] | None) -> None:
+    """Write a record (stdout) or a skipped run (stderr). While `notes` is a
+    list, skip lines are held there instead: until the first intact record it
+    is not known whether the input is a log at all (then one error line only)."""
     if isinstance(ev, logread.Record):
         text = logread.printable(ev.data)
         if as_json:
-            obj = {"seq": ev.seq, "len": len(ev.data), "file": ev.file, "offset": ev.offset,
-                   "hex": ev.data.hex()}
+            obj = {"seq": ev.seq, "len": len(ev.data), "file": ev.file, "offset": ev.offset, "hex": ev.data.hex()}
             if text is not None:
                 obj["text"] = text
             out.write(json.dumps(obj) + "\n")
@@ -73,14 +87,23 @@ def _emit(ev, as_json: bool, out) -> None:
         what = "torn tail" if ev.tail and ev.offset else "garbage"
         if as_json:
             out.write(json.dumps({"skip": ev.length, "file": ev.file, "offset": ev.offset, "tail": ev.tail}) + "\n")
-        print(f"lowwater: {ev.file}: skipped {ev.length} bytes at offset {ev.offset} ({what})", file=sys.stderr)
+        line = f"lowwater: {ev.file}: skipped {ev.length} bytes at offset {ev.offset} ({what})"
+        if notes is None:
+            print(line, file=sys.stderr)
+        else:
+            notes.append(line)
 
 
 def _read(target, args, fs_size) -> int:
     reports: list[logread.FileReport] = []
     out = sys.stdout
+    notes: list[str] | None = []
     for ev in logread.read(target, args.from_seq, fs_size, args.path, reports):
-        _emit(ev, args.json, out)
+        if notes is not None and isinstance(ev, logread.Record):
+            for line in notes:
+                print(line, file=sys.stderr)
+            notes = None
+        _emit(ev, args.json, out, notes)
     out.flush()
     records = sum(r.records for r in reports)
     skipped = sum(r.skipped_bytes for r in reports)
@@ -88,10 +111,15 @@ def _read(target, args, fs_size) -> int:
     crc = sum(r.crc_errors for r in reports)
     seqs = [r for r in reports if r.first_seq is not None]
     span = f", seq {seqs[0].first_seq}..{seqs[-1].last_seq}" if seqs else ""
-    print(f"lowwater: {len(reports)} file(s), {total} bytes: {records} records{span}, "
-          f"{skipped} bytes skipped, {crc} CRC errors", file=sys.stderr)
     if total and not records:
         raise UserError(f"{target}: no intact records ({skipped} of {total} bytes skipped): not a lowwater log?")
+    for line in notes or ():
+        print(line, file=sys.stderr)
+    print(
+        f"lowwater: {len(reports)} file(s), {total} bytes: {records} records{span}, "
+        f"{skipped} bytes skipped, {crc} CRC errors",
+        file=sys.stderr,
+    )
     if args.strict and skipped:
         raise UserError(f"{target}: {skipped} bytes skipped (--strict)")
     return 0
@@ -106,8 +134,9 @@ def _pull(args) -> int:
     remote = "/" + args.path.strip("/")
     cmd = [tool_exe("mpremote"), "connect", args.port, "fs", "cp", "-r", ":" + remote, str(out)]
     try:
-        p = subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                           timeout=PULL_TIMEOUT)
+        p = subprocess.run(
+            cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=PULL_TIMEOUT
+        )
     except subprocess.TimeoutExpired:
         raise UserError(f"mpremote timed out after {PULL_TIMEOUT}s copying :{remote} from {args.port}") from None
     msg = p.stdout.decode("utf-8", "replace").strip()
