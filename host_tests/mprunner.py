@@ -31,16 +31,24 @@ class MPResult:
     out: str
 
 
-def run(args: list[str], heap: int, path: list[Path] | None = None, timeout: float = 60,
-        cwd: Path | None = None) -> MPResult:
+def run(
+    args: list[str], heap: int, path: list[Path] | None = None, timeout: float = 60, cwd: Path | None = None
+) -> MPResult:
     """Run `micropython -X heapsize=heap ARGS` with lib/ (and `path`) importable,
     from the repository root unless `cwd` is given."""
     env = dict(os.environ)
     env["MICROPYPATH"] = ":".join(str(p) for p in [*(path or []), LIB]) + ":.frozen"
     cmd = [micropython_exe(), "-X", f"heapsize={heap}", *args]
     try:
-        p = subprocess.run(cmd, env=env, cwd=cwd or ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                           timeout=timeout, stdin=subprocess.DEVNULL)
+        p = subprocess.run(
+            cmd,
+            env=env,
+            cwd=cwd or ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            timeout=timeout,
+            stdin=subprocess.DEVNULL,
+        )
     except subprocess.TimeoutExpired as e:
         out = (e.stdout or b"").decode("utf-8", "replace")
         return MPResult(-9, out + f"\n[timed out after {timeout}s]")

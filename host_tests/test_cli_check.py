@@ -12,8 +12,9 @@ from lowwater_tools import boards, cli
 
 
 def lowwater(*args, timeout=60):
-    return subprocess.run([sys.executable, "-m", "lowwater_tools.cli", *args], capture_output=True,
-                          text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "lowwater_tools.cli", *args], capture_output=True, text=True, timeout=timeout
+    )
 
 
 @pytest.mark.parametrize("board", boards.names())

@@ -26,7 +26,7 @@ ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 # A stand-in firmware (MicroPython): the records of docs/telemetry.md, Ctrl-C ->
 # `end`. MODE picks a misbehaviour. It stops by itself after 20 s so a broken
 # test can never leave it running.
-FAKE = r'''
+FAKE = r"""
 import gc, os, sys, time
 import lowwater.config
 MODE = "%s"
@@ -62,7 +62,7 @@ if MODE == "exit3":
     sys.exit(3)
 if MODE != "noend":
     print("LW1 end t=%%d chunks=%%d processed=%%d dropped=0 errors=0 lw=19000 gc_max_us=20 gc_mean_us=12 checks=%%d warn=0 critical=0" %% (time.ticks_ms(), i * 16, i * 16, i))
-'''
+"""
 
 
 @pytest.fixture
@@ -71,12 +71,19 @@ def fake(tmp_path):
         path = tmp_path / f"fake_{mode}.py"
         path.write_text(FAKE % mode)
         return path
+
     return make
 
 
 def lowwater(*args, timeout=60):
-    return subprocess.run([*LOWWATER, *map(str, args)], capture_output=True, text=True, timeout=timeout,
-                          stdin=subprocess.DEVNULL, cwd=ROOT)
+    return subprocess.run(
+        [*LOWWATER, *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+        cwd=ROOT,
+    )
 
 
 def test_bounded_run_prints_records_summary_csv_and_capture(fake, tmp_path):
@@ -110,6 +117,7 @@ def test_heap_is_the_boards_unix_heap_or_heap_option(fake, tmp_path):
         p = lowwater("run", "--main", fake(), "--chunks", 1, "--capture", cap, "--quiet", *extra)
         assert p.returncode == 0, p.stderr
         return int(re.search(rb"heap_total=(\d+)", cap.read_bytes()).group(1))
+
     want = boards.unix_heap(boards.load("esp32"))
     assert 0.8 * want < total("--board", "esp32") <= want
     assert 0.8 * 300_000 < total("--heap", 300_000) <= 300_000
@@ -171,8 +179,13 @@ def _read_until(fd, pattern: bytes, timeout: float) -> bytes:
 
 
 def test_ctrl_c_is_forwarded_and_the_run_ends_cleanly(fake):
-    proc = subprocess.Popen([*LOWWATER, "run", "--main", str(fake())], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, cwd=ROOT)
+    proc = subprocess.Popen(
+        [*LOWWATER, "run", "--main", str(fake())],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        cwd=ROOT,
+    )
     try:
         seen = _read_until(proc.stdout.fileno(), b"LW1 mem ", 20)
         assert b"LW1 mem " in seen
@@ -191,9 +204,16 @@ def test_live_view_on_a_terminal(fake):
     master, slave = os.openpty()
     import fcntl
     import termios
+
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 50, 110, 0, 0))
-    proc = subprocess.Popen([*LOWWATER, "run", "--main", str(fake()), "--chunks", "40"], stdin=slave,
-                            stdout=slave, stderr=slave, cwd=ROOT, env={**os.environ, "TERM": "xterm"})
+    proc = subprocess.Popen(
+        [*LOWWATER, "run", "--main", str(fake()), "--chunks", "40"],
+        stdin=slave,
+        stdout=slave,
+        stderr=slave,
+        cwd=ROOT,
+        env={**os.environ, "TERM": "xterm"},
+    )
     os.close(slave)
     try:
         out = _read_until(master, b"end record", 30)
@@ -213,8 +233,12 @@ def test_live_view_on_a_terminal(fake):
 
 
 def test_user_errors_are_one_line(fake, tmp_path):
-    for args in (["--board", "nope", "--main", fake()], ["--main", tmp_path / "missing.py"],
-                 ["--main", fake(), "--chunks", -1], ["--main", fake(), "--capture", tmp_path / "no" / "x"]):
+    for args in (
+        ["--board", "nope", "--main", fake()],
+        ["--main", tmp_path / "missing.py"],
+        ["--main", fake(), "--chunks", -1],
+        ["--main", fake(), "--capture", tmp_path / "no" / "x"],
+    ):
         p = lowwater("run", *args)
         assert p.returncode == 1
         assert len(p.stderr.strip().splitlines()) == 1 and p.stderr.startswith("lowwater: "), p.stderr
@@ -232,13 +256,15 @@ def test_the_real_firmware_runs_bounded(tmp_path):
 
 # ---------------------------------------------------------------- live view and summary rendering
 
-RUN = (b"LW1 boot t=0 board=unix heap=131072 warn=40960 min=20480 chunk=256 count=16 ver=0.1.0\n"
-       b"LW1 mem t=10 n=1 free=90000 alloc=1 lw=90000 lvl=ok gc_us=10\n"
-       b"LW1 lvl t=20 from=ok to=warn free=39000\n"
-       b"LW1 mem t=30 n=2 free=39000 alloc=1 lw=39000 lvl=warn gc_us=30\n"
-       b"LW1 err t=31 where=process exc=MemoryError\n"
-       b"LW1 stat t=40 chunks=32 processed=31 dropped=1 errors=1 smin=1 smax=2 smean=1\n"
-       b"LW1 end t=50 chunks=32 processed=31 dropped=1 errors=1 lw=39000 gc_max_us=40 gc_mean_us=20 checks=2 warn=1 critical=0\n")
+RUN = (
+    b"LW1 boot t=0 board=unix heap=131072 warn=40960 min=20480 chunk=256 count=16 ver=0.1.0\n"
+    b"LW1 mem t=10 n=1 free=90000 alloc=1 lw=90000 lvl=ok gc_us=10\n"
+    b"LW1 lvl t=20 from=ok to=warn free=39000\n"
+    b"LW1 mem t=30 n=2 free=39000 alloc=1 lw=39000 lvl=warn gc_us=30\n"
+    b"LW1 err t=31 where=process exc=MemoryError\n"
+    b"LW1 stat t=40 chunks=32 processed=31 dropped=1 errors=1 smin=1 smax=2 smean=1\n"
+    b"LW1 end t=50 chunks=32 processed=31 dropped=1 errors=1 lw=39000 gc_max_us=40 gc_mean_us=20 checks=2 warn=1 critical=0\n"
+)
 
 
 def test_heap_bar_marks_the_budget():

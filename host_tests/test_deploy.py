@@ -21,15 +21,25 @@ T = 30
 
 
 def mpr(vb, *args) -> str:
-    r = subprocess.run([tool_exe("mpremote"), "connect", vb.port, *args], capture_output=True, text=True,
-                       timeout=T, stdin=subprocess.DEVNULL)
+    r = subprocess.run(
+        [tool_exe("mpremote"), "connect", vb.port, *args],
+        capture_output=True,
+        text=True,
+        timeout=T,
+        stdin=subprocess.DEVNULL,
+    )
     assert r.returncode == 0, r.stdout + r.stderr
     return r.stdout
 
 
 def cli(*args, timeout=120) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "lowwater_tools.cli", *args], capture_output=True, text=True,
-                          timeout=timeout, stdin=subprocess.DEVNULL)
+    return subprocess.run(
+        [sys.executable, "-m", "lowwater_tools.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+    )
 
 
 def expected_files(mpy=False) -> dict[str, bytes]:
@@ -66,9 +76,13 @@ def test_dry_run_without_a_port_lists_the_whole_set():
 
 
 def test_deploy_copies_the_set_then_nothing(vb):
-    mpr(vb, "exec", "import os\nos.mkdir('lib'); os.mkdir('lib/lowwater')\n"
-                    "for n in ('lib/lowwater/stale.py', 'keep.txt', 'lib/other.py'):\n"
-                    " with open(n, 'w') as f: f.write('x')")
+    mpr(
+        vb,
+        "exec",
+        "import os\nos.mkdir('lib'); os.mkdir('lib/lowwater')\n"
+        "for n in ('lib/lowwater/stale.py', 'keep.txt', 'lib/other.py'):\n"
+        " with open(n, 'w') as f: f.write('x')",
+    )
     before = vb.soft_reset_count
     r = cli("deploy", "--port", vb.port)
     assert r.returncode == 0, r.stdout + r.stderr
@@ -114,15 +128,19 @@ def test_deploy_mpy_then_back_to_py(vb):
 
 def test_deployed_firmware_reads_the_adc_stand_in_without_allocating(vb):
     deploy.deploy(vb.port, out=_Quiet(), reset=False)
-    out = mpr(vb, "exec", "import machine, micropython\n"
-                          "from lowwater.sensor import AdcSensor\n"
-                          "s = AdcSensor(machine.ADC(machine.Pin(34)))\n"
-                          "buf = bytearray(256)\n"
-                          "def hot():\n"
-                          " t = micropython.mem_total(); micropython.heap_lock()\n"
-                          " n = s.readinto(buf)\n"
-                          " micropython.heap_unlock(); return n, micropython.mem_total() - t\n"
-                          "hot(); print(hot())")
+    out = mpr(
+        vb,
+        "exec",
+        "import machine, micropython\n"
+        "from lowwater.sensor import AdcSensor\n"
+        "s = AdcSensor(machine.ADC(machine.Pin(34)))\n"
+        "buf = bytearray(256)\n"
+        "def hot():\n"
+        " t = micropython.mem_total(); micropython.heap_lock()\n"
+        " n = s.readinto(buf)\n"
+        " micropython.heap_unlock(); return n, micropython.mem_total() - t\n"
+        "hot(); print(hot())",
+    )
     assert out == "(256, 0)\n"
 
 

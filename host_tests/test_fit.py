@@ -14,7 +14,9 @@ from lowwater_tools.cmd_fit import Trial, bisect, judge, run_trial
 from lowwater_tools.errors import UserError
 from lowwater.config import UNIX_HEAP_FACTOR  # lib/ is on sys.path (conftest.py)
 
-END = b"LW1 end t=9 chunks=3 processed=3 dropped=0 errors=0 lw=5000 gc_max_us=1 gc_mean_us=1 checks=1 warn=0 critical=0\n"
+END = (
+    b"LW1 end t=9 chunks=3 processed=3 dropped=0 errors=0 lw=5000 gc_max_us=1 gc_mean_us=1 checks=1 warn=0 critical=0\n"
+)
 BOOT = b"LW1 boot t=0 board=esp32 heap=165000 warn=43008 min=21504 chunk=256 count=8 ver=0.1.0\n"
 
 
@@ -23,6 +25,7 @@ def mem(free, lvl):
 
 
 # --- judging one run -------------------------------------------------------------------
+
 
 def test_judge_passes_a_clean_run():
     assert judge(0, BOOT + mem(9000, "ok") + mem(7000, "warn") + END) == (True, "ok", 5000)
@@ -41,6 +44,7 @@ def test_judge_fails_on_memory_error_critical_exit_or_no_end():
 
 
 # --- bisection -------------------------------------------------------------------------
+
 
 def fake(threshold):
     calls = []
@@ -65,6 +69,7 @@ def test_bisection_finds_the_threshold_to_the_resolution(threshold):
 def test_a_failure_above_the_answer_restarts_the_search():
     """A pocket of passing heaps below the real threshold (as fragmentation makes
     near the edge) is caught by the confirmation steps."""
+
     def trial(heap):
         ok = heap >= 150_000 or 107_000 <= heap < 108_500
         return Trial(heap, ok, "ok" if ok else "MemoryError", None, 0, 0.0)
@@ -124,8 +129,9 @@ def fit_json(capsys, *args):
 
 
 def test_fit_finds_the_smallest_heap_of_a_stand_in(fake_main, capsys, tmp_path):
-    res, progress = fit_json(capsys, "--board", "esp32", "--main", str(fake_main), "--chunks", "3",
-                             "--lo", "16384", "--hi", "262144")
+    res, progress = fit_json(
+        capsys, "--board", "esp32", "--main", str(fake_main), "--chunks", "3", "--lo", "16384", "--hi", "262144"
+    )
     h = res["heap_min_unix"]
     assert NEED + CRIT < h < NEED + CRIT + 40_000
     # the answer is exact to the resolution: it runs at h, not 1 KiB lower
@@ -149,8 +155,26 @@ def test_fit_finds_the_smallest_heap_of_a_stand_in(fake_main, capsys, tmp_path):
 
 
 def test_fit_text_report_states_the_mapping(fake_main, capsys):
-    assert cli.main(["fit", "--board", "rp2040", "--main", str(fake_main), "--chunks", "2",
-                     "--lo", "32768", "--hi", "131072", "--resolution", "4096"]) == 0
+    assert (
+        cli.main(
+            [
+                "fit",
+                "--board",
+                "rp2040",
+                "--main",
+                str(fake_main),
+                "--chunks",
+                "2",
+                "--lo",
+                "32768",
+                "--hi",
+                "131072",
+                "--resolution",
+                "4096",
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert out.count("\ntrial ") >= 3
     k = UNIX_HEAP_FACTOR
@@ -186,7 +210,8 @@ def test_fit_user_errors(tmp_path, fake_main, capsys):
 def test_fit_with_mpy_imports_precompiled_lib(fake_main, capsys, tmp_path):
     lib = cmd_fit.compile_lib(tmp_path / "lib")
     assert (lib / "lowwater" / "config.mpy").is_file() and not list(lib.rglob("*.py"))
-    res, _ = fit_json(capsys, "--board", "esp32", "--main", str(fake_main), "--chunks", "2", "--mpy",
-                      "--resolution", "4096")
+    res, _ = fit_json(
+        capsys, "--board", "esp32", "--main", str(fake_main), "--chunks", "2", "--mpy", "--resolution", "4096"
+    )
     assert res["mpy"] is True and NEED + CRIT < res["heap_min_unix"]
     assert res["below_reason"] in ("critical", "MemoryError")

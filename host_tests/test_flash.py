@@ -23,6 +23,7 @@ ESPTOOL = [sys.executable, "-m", "esptool"]
 
 # --- building real images offline --------------------------------------------------
 
+
 def make_elf(sections, entry):
     """A minimal ELF32 little-endian Xtensa executable: section headers only, which
     is all `esptool elf2image` reads. sections: [(name, load address, bytes)]."""
@@ -34,8 +35,11 @@ def make_elf(sections, entry):
     shstr_off = 52 + len(body)
     body += shstr + b"\0" * (-len(shstr) % 4)
     nsec = len(sections) + 2
-    head = b"\x7fELF\x01\x01\x01" + b"\0" * 9 + struct.pack(
-        "<HHIIIIIHHHHHH", 2, 94, 1, entry, 0, 52 + len(body), 0, 52, 0, 0, 40, nsec, nsec - 1)
+    head = (
+        b"\x7fELF\x01\x01\x01"
+        + b"\0" * 9
+        + struct.pack("<HHIIIIIHHHHHH", 2, 94, 1, entry, 0, 52 + len(body), 0, 52, 0, 0, 40, nsec, nsec - 1)
+    )
     sh, name = b"\0" * 40, 1
     for (n, addr, data), off in zip(sections, offs):
         sh += struct.pack("<10I", name, 1, 6, addr, off, len(data), 0, 0, 4, 0)  # PROGBITS, ALLOC|EXEC
@@ -55,26 +59,51 @@ def images(tmp_path_factory):
     """Images built by esptool itself: {'esp32': path, 'esp32s3': path, 'merged0': ..., 'merged1000': ...}."""
     d = tmp_path_factory.mktemp("esp")
     elf = d / "app.elf"
-    elf.write_bytes(make_elf([(".iram0.text", 0x40080000, bytes(range(256)) * 8),
-                              (".dram0.data", 0x3FFB0000, b"lowwater" * 9)], 0x40080000))
+    elf.write_bytes(
+        make_elf(
+            [(".iram0.text", 0x40080000, bytes(range(256)) * 8), (".dram0.data", 0x3FFB0000, b"lowwater" * 9)],
+            0x40080000,
+        )
+    )
     out = {}
     for chip in ("esp32", "esp32s3"):
         out[chip] = d / f"{chip}.bin"
         esptool("--chip", chip, "elf2image", str(elf), "-o", str(out[chip]))
     # a MicroPython-style download: bootloader at 0x1000, app at 0x10000
     out["merged1000"] = d / "merged1000.bin"
-    esptool("--chip", "esp32", "merge-bin", "--target-offset", "0x1000", "-o", str(out["merged1000"]),
-            "0x1000", str(out["esp32"]), "0x10000", str(out["esp32"]))
+    esptool(
+        "--chip",
+        "esp32",
+        "merge-bin",
+        "--target-offset",
+        "0x1000",
+        "-o",
+        str(out["merged1000"]),
+        "0x1000",
+        str(out["esp32"]),
+        "0x10000",
+        str(out["esp32"]),
+    )
     out["merged0"] = d / "merged0.bin"  # a full-flash dump from 0x0
-    esptool("--chip", "esp32", "merge-bin", "-o", str(out["merged0"]),
-            "0x1000", str(out["esp32"]), "0x10000", str(out["esp32"]))
+    esptool(
+        "--chip",
+        "esp32",
+        "merge-bin",
+        "-o",
+        str(out["merged0"]),
+        "0x1000",
+        str(out["esp32"]),
+        "0x10000",
+        str(out["esp32"]),
+    )
     return out
 
 
 def lowwater(*args, timeout=60):
     """The installed console script, as a user runs it."""
-    return subprocess.run([tool_exe("lowwater"), *args], stdin=subprocess.DEVNULL, capture_output=True,
-                          text=True, timeout=timeout)
+    return subprocess.run(
+        [tool_exe("lowwater"), *args], stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=timeout
+    )
 
 
 def assert_user_error(p, *needles):
@@ -88,6 +117,7 @@ def assert_user_error(p, *needles):
 
 
 # --- ESP image header ---------------------------------------------------------------
+
 
 def test_reads_the_chip_of_images_esptool_built(images):
     for chip, name in (("esp32", "ESP32"), ("esp32s3", "ESP32-S3")):
@@ -140,15 +170,32 @@ def test_uf2_given_to_an_esp32_board_is_named(tmp_path):
 
 # --- esptool command lines and errors --------------------------------------------
 
+
 def test_dry_run_prints_the_esptool_commands(images, capsys):
-    assert cli.main(["flash", "--board", "esp32", "--firmware", str(images["esp32"]), "--dry-run",
-                     "--port", "/dev/ttyUSB7", "--baud", "115200"]) == 0
+    assert (
+        cli.main(
+            [
+                "flash",
+                "--board",
+                "esp32",
+                "--firmware",
+                str(images["esp32"]),
+                "--dry-run",
+                "--port",
+                "/dev/ttyUSB7",
+                "--baud",
+                "115200",
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out.splitlines()
-    assert out[-1].endswith(f"-m esptool --chip esp32 --port /dev/ttyUSB7 --baud 115200 write-flash 0x1000 {images['esp32']}")
+    assert out[-1].endswith(
+        f"-m esptool --chip esp32 --port /dev/ttyUSB7 --baud 115200 write-flash 0x1000 {images['esp32']}"
+    )
     assert not any("erase-flash" in line for line in out)
 
-    assert cli.main(["flash", "--board", "esp32s3", "--firmware", str(images["esp32s3"]), "--dry-run",
-                     "--erase"]) == 0
+    assert cli.main(["flash", "--board", "esp32s3", "--firmware", str(images["esp32s3"]), "--dry-run", "--erase"]) == 0
     out = capsys.readouterr().out.splitlines()
     assert out[-2].endswith("-m esptool --chip esp32s3 --port PORT --baud 460800 erase-flash")
     assert out[-1].endswith(f"--chip esp32s3 --port PORT --baud 460800 write-flash 0x0 {images['esp32s3']}")
@@ -162,8 +209,10 @@ def test_wrong_chip_is_one_line_exit_1(images):
 def test_missing_port_errors_are_one_line(images):
     fw = str(images["esp32"])
     assert_user_error(lowwater("flash", "--board", "esp32", "--firmware", fw), "--port is required")
-    assert_user_error(lowwater("flash", "--board", "esp32", "--firmware", fw, "--port", "/dev/ttyNOPE42"),
-                      "port /dev/ttyNOPE42 not found")
+    assert_user_error(
+        lowwater("flash", "--board", "esp32", "--firmware", fw, "--port", "/dev/ttyNOPE42"),
+        "port /dev/ttyNOPE42 not found",
+    )
 
 
 def test_esptool_failure_is_translated(images):
@@ -187,23 +236,36 @@ def test_explain_esptool_error_lines():
 
 # --- UF2 -----------------------------------------------------------------------------
 
+
 def rp2040_uf2(n_bytes=1000, **kw):
     data = bytes((i * 7) & 0xFF for i in range(n_bytes))
-    return uf2.build_uf2(data, kw.get("base", uf2.RP2040_FLASH), kw.get("family", uf2.RP2040),
-                         kw.get("payload", 256))
+    return uf2.build_uf2(data, kw.get("base", uf2.RP2040_FLASH), kw.get("family", uf2.RP2040), kw.get("payload", 256))
 
 
 def test_uf2_writer_output_validates():
     img = rp2040_uf2(1000)
     info = uf2.validate(img, uf2.RP2040)
     assert (info.blocks, info.family, info.start, info.end, info.payload) == (
-        4, uf2.RP2040, 0x10000000, 0x10000400, 1024)
+        4,
+        uf2.RP2040,
+        0x10000000,
+        0x10000400,
+        1024,
+    )
     assert len(img) == 4 * 512
     uf2.check_rp2040(img, 2 * 1024 * 1024)
     for i in range(4):
         m0, m1, flags, addr, size, no, count, fam = struct.unpack_from("<8I", img, i * 512)
         assert (m0, m1, flags, addr, size, no, count, fam) == (
-            0x0A324655, 0x9E5D5157, 0x2000, 0x10000000 + 256 * i, 256, i, 4, 0xE48BFF56)
+            0x0A324655,
+            0x9E5D5157,
+            0x2000,
+            0x10000000 + 256 * i,
+            256,
+            i,
+            4,
+            0xE48BFF56,
+        )
         assert struct.unpack_from("<I", img, i * 512 + 508)[0] == 0x0AB16F30
 
 
@@ -214,8 +276,8 @@ def test_uf2_roundtrip_property(data, payload, base):
     info = uf2.validate(img, 0x12345678)
     assert info.blocks == max(1, -(-len(data) // payload)) and info.start == base
     assert info.payload == info.blocks * payload
-    out = b"".join(img[i * 512 + 32:i * 512 + 32 + payload] for i in range(info.blocks))
-    assert out[:len(data)] == data
+    out = b"".join(img[i * 512 + 32 : i * 512 + 32 + payload] for i in range(info.blocks))
+    assert out[: len(data)] == data
 
 
 def patched(img, block, offset, value):
@@ -348,17 +410,22 @@ def test_rp2040_refusals(tmp_path, images):
     assert not (other / "fw.uf2").exists()
     wrong = tmp_path / "wrong.uf2"
     wrong.write_bytes(rp2040_uf2(family=0xE48BFF59))
-    assert_user_error(lowwater("flash", "--board", "pico_w", "--firmware", str(wrong), "--drive", str(other)),
-                      "family is RP2350_ARM_S")
+    assert_user_error(
+        lowwater("flash", "--board", "pico_w", "--firmware", str(wrong), "--drive", str(other)),
+        "family is RP2350_ARM_S",
+    )
     assert_user_error(lowwater("flash", "--board", "rp2040", "--firmware", str(images["esp32"])), "not a valid UF2")
     assert_user_error(lowwater("flash", "--board", "rp2040", "--firmware", str(fw), "--erase"), "--erase is for esp32")
-    assert_user_error(lowwater("flash", "--board", "rp2040", "--firmware", str(fw), "--drive", str(tmp_path / "nope")),
-                      "not found")
-    assert_user_error(lowwater("flash", "--board", "esp32", "--firmware", str(fw), "--drive", str(other)),
-                      "--drive is for RP2040")
+    assert_user_error(
+        lowwater("flash", "--board", "rp2040", "--firmware", str(fw), "--drive", str(tmp_path / "nope")), "not found"
+    )
+    assert_user_error(
+        lowwater("flash", "--board", "esp32", "--firmware", str(fw), "--drive", str(other)), "--drive is for RP2040"
+    )
     assert_user_error(lowwater("flash", "--board", "unix", "--firmware", str(fw)), "virtual board")
-    assert_user_error(lowwater("flash", "--board", "esp32", "--firmware", str(tmp_path / "none.bin")),
-                      "firmware file", "not found")
+    assert_user_error(
+        lowwater("flash", "--board", "esp32", "--firmware", str(tmp_path / "none.bin")), "firmware file", "not found"
+    )
 
 
 def test_rp2040_dry_run_copies_nothing(tmp_path, capsys, monkeypatch):

@@ -76,7 +76,7 @@ def check_invariants(data: bytes, evs, rep, tiled=True):
     assert pos == len(data) or not tiled
     # a returned record is always intact: re-encoding gives the very bytes in the file
     for r in recs:
-        assert data[r.offset:r.offset + r.size] == logread.encode(r.seq, r.data)
+        assert data[r.offset : r.offset + r.size] == logread.encode(r.seq, r.data)
     return recs
 
 
@@ -91,11 +91,11 @@ def build(payloads, first_seq=1):
     return b"".join(parts), spans
 
 
-payloads = st.lists(st.binary(max_size=80) | st.builds(lambda n: b"\xa5" * n, st.integers(0, 30)),
-                    max_size=25)
+payloads = st.lists(st.binary(max_size=80) | st.builds(lambda n: b"\xa5" * n, st.integers(0, 30)), max_size=25)
 
 
 # --- fuzzing the reader ---------------------------------------------------------
+
 
 @FUZZ
 @given(st.binary(max_size=3000))
@@ -123,7 +123,7 @@ def test_mutations_of_a_valid_log(ps, draw):
             if kind == "insert":
                 buf[i:i] = draw.draw(st.binary(min_size=1, max_size=30))
             else:
-                del buf[i:i + draw.draw(st.integers(1, 30))]
+                del buf[i : i + draw.draw(st.integers(1, 30))]
     evs, rep, _ = scan(bytes(buf))
     recs = check_invariants(bytes(buf), evs, rep)
     originals = {(s, p) for _, _, s, p in spans}
@@ -283,6 +283,7 @@ def test_littlefs_image_written_by_littlefs_python(tmp_path, capsys):
 
 # --- the command ------------------------------------------------------------------
 
+
 def write_log(d: Path, n=5):
     fl = logread.fl
     log = fl.FlashLog(str(d), max_file_bytes=4096, max_files=2)
@@ -296,8 +297,13 @@ def test_read_file_and_dir_text_and_json(tmp_path, capsys):
     f = write_log(tmp_path / "log")
     assert cli.main(["log", "read", str(f)]) == 0
     out, err = capsys.readouterr()
-    assert out.splitlines() == ['seq=1 len=6 text="line 1"', "seq=2 len=3 hex=02a5ff", 'seq=3 len=6 text="line 3"',
-                                "seq=4 len=3 hex=04a5ff", 'seq=5 len=6 text="line 5"']
+    assert out.splitlines() == [
+        'seq=1 len=6 text="line 1"',
+        "seq=2 len=3 hex=02a5ff",
+        'seq=3 len=6 text="line 3"',
+        "seq=4 len=3 hex=04a5ff",
+        'seq=5 len=6 text="line 5"',
+    ]
     assert "5 records" in err and "0 bytes skipped" in err
     assert cli.main(["log", "read", str(tmp_path / "log"), "--json", "--from", "4"]) == 0
     lines = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
@@ -321,27 +327,34 @@ def test_read_reports_skipped_bytes(tmp_path, capsys):
     assert capsys.readouterr().err.splitlines()[-1].startswith("lowwater: ")
 
 
-@pytest.mark.parametrize("content,msg", [
-    (b"\x00" * 100, "no intact records"),
-    (os.urandom(5000), "no intact records"),
-    (b"\x00" * 8 + b"littlefs" + b"\x00" * (2 * 4096 - 16), "not a littlefs2 image"),
-])
+@pytest.mark.parametrize(
+    "content,msg",
+    [
+        (b"\x00" * 100, "no intact records"),
+        (os.urandom(5000), "no intact records"),
+        (b"\x00" * 8 + b"littlefs" + b"\x00" * (2 * 4096 - 16), "not a littlefs2 image"),
+    ],
+)
 def test_malformed_input_is_one_line_exit_1(tmp_path, content, msg):
     p = tmp_path / "bad.bin"
     p.write_bytes(content)
-    r = subprocess.run([sys.executable, "-m", "lowwater_tools.cli", "log", "read", str(p)],
-                       capture_output=True, text=True, timeout=60)
+    r = subprocess.run(
+        [sys.executable, "-m", "lowwater_tools.cli", "log", "read", str(p)], capture_output=True, text=True, timeout=60
+    )
     assert r.returncode == 1
     last = r.stderr.strip().splitlines()[-1]
     assert last.startswith("lowwater: ") and msg in last and "Traceback" not in r.stderr
 
 
-@pytest.mark.parametrize("args,msg", [
-    (["nope"], "no such file or folder"),
-    (["EMPTY"], "no log files"),
-    (["IMG", "--fs-size", "1000"], "multiple of 4096"),
-    (["IMG", "--fs-size", str(1 << 30)], "smaller than --fs-size"),
-])
+@pytest.mark.parametrize(
+    "args,msg",
+    [
+        (["nope"], "no such file or folder"),
+        (["EMPTY"], "no log files"),
+        (["IMG", "--fs-size", "1000"], "multiple of 4096"),
+        (["IMG", "--fs-size", str(1 << 30)], "smaller than --fs-size"),
+    ],
+)
 def test_read_user_errors(tmp_path, capsys, args, msg):
     (tmp_path / "EMPTY").mkdir()
     (tmp_path / "IMG").write_bytes(b"\xff" * 8192)

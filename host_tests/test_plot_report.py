@@ -33,13 +33,17 @@ def make_log(leak_per_chunk=0.0, checks=20, every=256, events=True, t0=1000) -> 
         if events and n == 10:
             out.append(f"LW1 shed t={t} what=store bytes=4096 entries=8")
             dropped += 3
-        out.append(f"LW1 stat t={t} chunks={chunks} processed={chunks - dropped} dropped={dropped} errors=0 "
-                   "smin=1 smax=9 smean=5")
+        out.append(
+            f"LW1 stat t={t} chunks={chunks} processed={chunks - dropped} dropped={dropped} errors=0 "
+            "smin=1 smax=9 smean=5"
+        )
         if events and n == 12:
             out.append(f"LW1 err t={t} where=step exc=ValueError")
-    out.append(f"LW1 end t={t0 + 25 * checks + 5} chunks={checks * every} processed={checks * every - dropped} "
-               f"dropped={dropped} errors=0 lw={lw} gc_max_us={40 + checks} gc_mean_us=50 checks={checks} warn=1 "
-               "critical=0")
+    out.append(
+        f"LW1 end t={t0 + 25 * checks + 5} chunks={checks * every} processed={checks * every - dropped} "
+        f"dropped={dropped} errors=0 lw={lw} gc_max_us={40 + checks} gc_mean_us=50 checks={checks} warn=1 "
+        "critical=0"
+    )
     return ("noise before\r\n>>> " + "\r\n".join(out) + "\r\nMicroPython v1.29 traceback noise\r\n").encode()
 
 
@@ -148,8 +152,15 @@ def test_plot_png_and_svg(logs):
     svg = plot.plot(recs, d / "mem.svg", profile={"warn_free": 1, "min_free": 1})
     text = svg.read_text()
     ET.fromstring(text)  # well-formed
-    for label in ("free heap", "low-water", "warn_free 40960 B", "min_free 20480 B", "shed", "chunks dropped",
-                  "gc pause"):
+    for label in (
+        "free heap",
+        "low-water",
+        "warn_free 40960 B",
+        "min_free 20480 B",
+        "shed",
+        "chunks dropped",
+        "gc pause",
+    ):
         assert label in text, label
 
 
@@ -177,10 +188,12 @@ def test_plot_cli_default_output_and_csv(logs, capsys):
 
 
 def test_prof_report_records_parse_on_the_host():
-    code = ("from lowwater import prof\n"
-            "f = prof.profile(lambda: bytearray(1000), name='alloc1k')\n"
-            "for i in range(10): f()\n"
-            "prof.report()\n")
+    code = (
+        "from lowwater import prof\n"
+        "f = prof.profile(lambda: bytearray(1000), name='alloc1k')\n"
+        "for i in range(10): f()\n"
+        "prof.report()\n"
+    )
     res = mprunner.run_code(code, heap=131072, timeout=60)
     assert res.returncode == 0, res.out
     recs = [r for r in Parser().feed(res.out.encode()) if r.kind == "prof"]
@@ -194,14 +207,16 @@ def test_prof_report_records_parse_on_the_host():
 def test_probe_agrees_with_mem_info():
     # micropython.mem_info() prints the largest free run (in 32 B blocks on the
     # unix port) but returns nothing: compare the two from outside.
-    code = ("import gc, micropython\n"
-            "from lowwater import prof\n"
-            "keep = [bytearray(i * 37 % 900 + 16) for i in range(150)]\n"
-            "for i in range(0, 150, 3): keep[i] = None\n"
-            "s = prof.snapshot()\n"
-            "print('LARGEST', s.largest, s.method)\n"
-            "gc.collect()\n"
-            "micropython.mem_info()\n")
+    code = (
+        "import gc, micropython\n"
+        "from lowwater import prof\n"
+        "keep = [bytearray(i * 37 % 900 + 16) for i in range(150)]\n"
+        "for i in range(0, 150, 3): keep[i] = None\n"
+        "s = prof.snapshot()\n"
+        "print('LARGEST', s.largest, s.method)\n"
+        "gc.collect()\n"
+        "micropython.mem_info()\n"
+    )
     res = mprunner.run_code(code, heap=131072, timeout=60)
     assert res.returncode == 0, res.out
     largest = int(res.out.split("LARGEST ")[1].split()[0])

@@ -16,8 +16,9 @@ HERE = Path(__file__).resolve().parent
 PLUGIN = ["-p", "lowwater_tools.pytest_memory"]
 
 
-@pytest.mark.parametrize("text,n", [("24 KB", 24576), ("16 B", 16), ("16", 16), (100, 100), ("1.5MB", 1572864),
-                                    ("2 KiB", 2048)])
+@pytest.mark.parametrize(
+    "text,n", [("24 KB", 24576), ("16 B", 16), ("16", 16), (100, 100), ("1.5MB", 1572864), ("2 KiB", 2048)]
+)
 def test_parse_size(text, n):
     assert pytest_memory.parse_size(text) == n
 
@@ -34,7 +35,9 @@ def _outcomes(pytester, src, *args):
 
 
 def test_limit_memory_fails_over_and_passes_under(pytester):
-    r = _outcomes(pytester, """
+    r = _outcomes(
+        pytester,
+        """
         import pytest
 
         @pytest.mark.limit_memory("24 KB")
@@ -49,14 +52,17 @@ def test_limit_memory_fails_over_and_passes_under(pytester):
         def test_transient_peak():
             for _ in range(40):
                 bytearray(4096)
-    """)
+    """,
+    )
     r.assert_outcomes(passed=2, failed=1)
     r.stdout.fnmatch_lines(["*limit_memory: test_over allocated *KB at peak, over the limit of 24.0 KB*"])
     assert "Traceback" not in r.stdout.str()
 
 
 def test_limit_leaks_fails_a_leaking_test(pytester):
-    r = _outcomes(pytester, """
+    r = _outcomes(
+        pytester,
+        """
         import pytest
         KEEP = []
 
@@ -71,13 +77,16 @@ def test_limit_leaks_fails_a_leaking_test(pytester):
 
         def test_runs_are_counted():
             assert len(KEEP) == 2 + 10
-    """)
+    """,
+    )
     r.assert_outcomes(passed=2, failed=1)
     r.stdout.fnmatch_lines(["*limit_leaks: test_leaks retains 3*.* B per run, over the limit of 16 B per run*"])
 
 
 def test_no_alloc_and_fixtures(pytester):
-    r = _outcomes(pytester, """
+    r = _outcomes(
+        pytester,
+        """
         import pytest
 
         @pytest.fixture
@@ -92,26 +101,33 @@ def test_no_alloc_and_fixtures(pytester):
         @pytest.mark.no_alloc(warmups=1)
         def test_noisy(buf):
             buf.extend(bytearray(4096))
-    """)
+    """,
+    )
     r.assert_outcomes(passed=1, failed=1)
     r.stdout.fnmatch_lines(["*no_alloc: test_noisy allocated * bytes (CPython, tracemalloc, tolerance 256 B)*"])
 
 
 def test_a_bad_marker_is_a_usage_error(pytester):
-    r = _outcomes(pytester, """
+    r = _outcomes(
+        pytester,
+        """
         import pytest
 
         @pytest.mark.limit_memory("lots")
         def test_x():
             pass
-    """)
+    """,
+    )
     assert r.ret != 0
-    r.stderr.fnmatch_lines(["*bad memory marker*not a size*"]) if r.stderr.lines else \
-        r.stdout.fnmatch_lines(["*bad memory marker*not a size*"])
+    r.stderr.fnmatch_lines(["*bad memory marker*not a size*"]) if r.stderr.lines else r.stdout.fnmatch_lines(
+        ["*bad memory marker*not a size*"]
+    )
 
 
 def test_markers_are_registered_for_strict_markers(pytester):
-    r = _outcomes(pytester, """
+    r = _outcomes(
+        pytester,
+        """
         import pytest
 
         @pytest.mark.limit_memory("1 MB")
@@ -119,7 +135,9 @@ def test_markers_are_registered_for_strict_markers(pytester):
         @pytest.mark.no_alloc(tolerance="1 KB")
         def test_x():
             pass
-    """, "--strict-markers")
+    """,
+        "--strict-markers",
+    )
     r.assert_outcomes(passed=1)
 
 
@@ -163,19 +181,30 @@ def mp_module(tmp_path_factory):
     return d
 
 
-@pytest.mark.parametrize("test,args,last,needle", [
-    ("test_needs_30k", ["limit_memory=24576"], "LWTEST FAIL", "limit_memory: test_needs_30k needed more than 24576 B"),
-    ("test_needs_10k", ["limit_memory=24576"], "LWTEST PASS", None),
-    ("test_needs_10k", ["limit_memory=4096"], "LWTEST FAIL", "limit_memory: test_needs_10k"),
-    ("test_allocates", ["no_alloc=:0"], "LWTEST FAIL", "no_alloc: test_allocates allocated 132 bytes"),
-    ("test_clean", ["no_alloc=:1"], "LWTEST PASS", None),
-    ("test_leaks", ["limit_leaks=16:3:10"], "LWTEST FAIL", "limit_leaks: test_leaks retains"),
-    ("test_needs_10k", ["limit_leaks=16:3:10"], "LWTEST PASS", None),
-    ("test_skipped", ["no_alloc=:0"], "LWTEST SKIP not here", None),
-])
+@pytest.mark.parametrize(
+    "test,args,last,needle",
+    [
+        (
+            "test_needs_30k",
+            ["limit_memory=24576"],
+            "LWTEST FAIL",
+            "limit_memory: test_needs_30k needed more than 24576 B",
+        ),
+        ("test_needs_10k", ["limit_memory=24576"], "LWTEST PASS", None),
+        ("test_needs_10k", ["limit_memory=4096"], "LWTEST FAIL", "limit_memory: test_needs_10k"),
+        ("test_allocates", ["no_alloc=:0"], "LWTEST FAIL", "no_alloc: test_allocates allocated 132 bytes"),
+        ("test_clean", ["no_alloc=:1"], "LWTEST PASS", None),
+        ("test_leaks", ["limit_leaks=16:3:10"], "LWTEST FAIL", "limit_leaks: test_leaks retains"),
+        ("test_needs_10k", ["limit_leaks=16:3:10"], "LWTEST PASS", None),
+        ("test_skipped", ["no_alloc=:0"], "LWTEST SKIP not here", None),
+    ],
+)
 def test_mp_runner_enforces_markers(mp_module, test, args, last, needle):
-    res = mprunner.run([str(pytest_memory.RUNNER), "mem_mod", test, f"path={mprunner.PORTABLE}:{mp_module}", *args],
-                       heap=131072, timeout=60)
+    res = mprunner.run(
+        [str(pytest_memory.RUNNER), "mem_mod", test, f"path={mprunner.PORTABLE}:{mp_module}", *args],
+        heap=131072,
+        timeout=60,
+    )
     lines = res.out.rstrip().splitlines()
     assert lines and lines[-1] == last, res.out
     if needle:
@@ -183,7 +212,9 @@ def test_mp_runner_enforces_markers(mp_module, test, args, last, needle):
 
 
 def test_mp_argv_builds_the_runner_command(pytester):
-    items = {i.name: i for i in pytester.getitems("""
+    items = {
+        i.name: i
+        for i in pytester.getitems("""
         import pytest
 
         @pytest.mark.limit_memory("24 KB")
@@ -198,14 +229,19 @@ def test_mp_argv_builds_the_runner_command(pytester):
 
         def test_y():
             pass
-    """)}
+    """)
+    }
     item = items["test_x"]
     argv = pytest_memory.mp_argv(item, ["/p/_mprun.py", "mod", "test_x"])
     assert argv[:3] == [str(pytest_memory.RUNNER), "mod", "test_x"]
     assert argv[3] == f"path=/p:{item.path.parent}"
     assert argv[4:] == ["limit_memory=24576", "no_alloc=:2", "limit_leaks=16:1:7"]
     assert pytest_memory.mp_argv(items["test_z"], ["/p/_mprun.py", "mod", "test_z"])[4:] == ["no_alloc=:1"]
-    assert pytest_memory.mp_argv(items["test_y"], ["/p/_mprun.py", "mod", "test_y"]) == ["/p/_mprun.py", "mod", "test_y"]
+    assert pytest_memory.mp_argv(items["test_y"], ["/p/_mprun.py", "mod", "test_y"]) == [
+        "/p/_mprun.py",
+        "mod",
+        "test_y",
+    ]
 
 
 # The dual-runtime harness (host_tests/portable/conftest.py): both items of a
@@ -256,5 +292,6 @@ def test_harness_enforces_memory_marks_on_both_runtimes(pytester):
     assert "limit_memory: test_big[cpython] allocated" in out and "(CPython, tracemalloc)" in out
     assert "limit_memory: test_big needed more than 24576 B" in out
     assert "limit_leaks: test_leaky retains" in out and "MicroPython, gc.mem_alloc" in out
-    r.stdout.fnmatch_lines(["PASSED*test_small[[]cpython[]]*", "PASSED*test_small[[]micropython[]]*"],
-                           consecutive=False)
+    r.stdout.fnmatch_lines(
+        ["PASSED*test_small[[]cpython[]]*", "PASSED*test_small[[]micropython[]]*"], consecutive=False
+    )

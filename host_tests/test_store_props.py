@@ -37,7 +37,8 @@ class Model:
 
     def fits(self, items, nbytes):
         return (self.mi is None or len(self.order) + items <= self.mi) and (
-            self.mb is None or self.nbytes() + nbytes <= self.mb)
+            self.mb is None or self.nbytes() + nbytes <= self.mb
+        )
 
     def fit(self, keep, items, nbytes):
         for k in list(self.order):
@@ -199,6 +200,7 @@ class StoreMachine(RuleBasedStateMachine):
             assert sum(1 for k in m.order if not m.pins.get(k)) <= 1
 
 
-StoreMachine.TestCase.settings = settings(max_examples=200, stateful_step_count=50, deadline=None,
-                                          suppress_health_check=[HealthCheck.too_slow])
+StoreMachine.TestCase.settings = settings(
+    max_examples=200, stateful_step_count=50, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
 TestStore = StoreMachine.TestCase

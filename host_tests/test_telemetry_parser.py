@@ -11,8 +11,19 @@ from hypothesis import strategies as st
 
 from lowwater_tools.errors import UserError
 from lowwater_tools.telemetry import (
-    MAX_LINE, TICKS_PERIOD, CsvLog, Parser, Record, Summary, csv_columns, parse_bytes, percentile,
-    read_log, ticks_diff, unwrap_ticks, write_csv,
+    MAX_LINE,
+    TICKS_PERIOD,
+    CsvLog,
+    Parser,
+    Record,
+    Summary,
+    csv_columns,
+    parse_bytes,
+    percentile,
+    read_log,
+    ticks_diff,
+    unwrap_ticks,
+    write_csv,
 )
 
 DOC_EXAMPLE = (
@@ -54,8 +65,16 @@ def test_doc_example_parses_to_typed_fields():
     recs, stats = parse(DOC_EXAMPLE)
     assert [r.kind for r in recs] == ["boot", "mem", "stat"]
     boot = recs[0]
-    assert boot.fields == {"t": 0, "board": "unix", "heap": 131072, "warn": 40960, "min": 20480,
-                           "chunk": 256, "count": 16, "ver": "0.1.0"}
+    assert boot.fields == {
+        "t": 0,
+        "board": "unix",
+        "heap": 131072,
+        "warn": 40960,
+        "min": 20480,
+        "chunk": 256,
+        "count": 16,
+        "ver": "0.1.0",
+    }
     assert boot.t == 0 and boot.seq == 0 and boot.host_time is None
     assert recs[1].t == 120 and recs[1].fields["lvl"] == "ok" and recs[2].seq == 2
     assert recs[0].line == DOC_EXAMPLE.split(b"\n")[0].decode()
@@ -77,13 +96,15 @@ def test_record_without_fields_and_unknown_kinds_are_kept():
 
 
 def test_crlf_and_repl_noise_on_the_same_line():
-    data = (b"MicroPython v1.29.0 on 2026-01-01; linux [GCC] version\r\n"
-            b"Type \"help()\" for more information.\r\n"
-            b">>> LW1 mem t=1 free=5\r\n"
-            b"\x01\x02\x04OKLW1 mem t=2 free=6\r\n"
-            b"raw REPL; CTRL-B to exit\r\n>\x04\x04>LW1 mem t=3 free=7\r\r\n"
-            b"\xff\xfe\xc3(LW1 mem t=4 free=8\n"
-            b"printed without newline LW1 mem t=5 free=9\n")
+    data = (
+        b"MicroPython v1.29.0 on 2026-01-01; linux [GCC] version\r\n"
+        b'Type "help()" for more information.\r\n'
+        b">>> LW1 mem t=1 free=5\r\n"
+        b"\x01\x02\x04OKLW1 mem t=2 free=6\r\n"
+        b"raw REPL; CTRL-B to exit\r\n>\x04\x04>LW1 mem t=3 free=7\r\r\n"
+        b"\xff\xfe\xc3(LW1 mem t=4 free=8\n"
+        b"printed without newline LW1 mem t=5 free=9\n"
+    )
     recs, stats = parse(data)
     assert [r.t for r in recs] == [1, 2, 3, 4, 5]
     assert [r.line for r in recs] == [f"LW1 mem t={i} free={i + 4}" for i in range(1, 6)]
@@ -91,26 +112,29 @@ def test_crlf_and_repl_noise_on_the_same_line():
     assert accounted(stats)
 
 
-@pytest.mark.parametrize("line", [
-    b"LW1 mem t=1 junk",          # trailing garbage
-    b"LW1 mem t=1 ",              # trailing blank
-    b"LW1 mem  t=1",              # two spaces
-    b"LW1 Mem t=1",               # kind not lowercase
-    b"LW1 1mem t=1",              # kind starts with a digit
-    b"LW1 mem T=1",               # key not lowercase
-    b"LW1 mem t=",                # empty value
-    b"LW1 mem t=1=2",             # = in a value
-    b"LW1 mem t=\"x\"",           # quotes
-    b"LW1 mem t=1 t=2",           # repeated key
-    b"LW1 mem t=1\x00",           # control byte
-    b"LW1 mem t=1\tn=2",          # tab
-    b"LW1 mem t=\xc3\xa9",        # non-ASCII
-    b"LW2 mem t=1",               # another format version
-    b"lw1 mem t=1",
-    b"LW1",
-    b"LW1 ",
-    b"LW1 mem t=1 \r",
-])
+@pytest.mark.parametrize(
+    "line",
+    [
+        b"LW1 mem t=1 junk",  # trailing garbage
+        b"LW1 mem t=1 ",  # trailing blank
+        b"LW1 mem  t=1",  # two spaces
+        b"LW1 Mem t=1",  # kind not lowercase
+        b"LW1 1mem t=1",  # kind starts with a digit
+        b"LW1 mem T=1",  # key not lowercase
+        b"LW1 mem t=",  # empty value
+        b"LW1 mem t=1=2",  # = in a value
+        b'LW1 mem t="x"',  # quotes
+        b"LW1 mem t=1 t=2",  # repeated key
+        b"LW1 mem t=1\x00",  # control byte
+        b"LW1 mem t=1\tn=2",  # tab
+        b"LW1 mem t=\xc3\xa9",  # non-ASCII
+        b"LW2 mem t=1",  # another format version
+        b"lw1 mem t=1",
+        b"LW1",
+        b"LW1 ",
+        b"LW1 mem t=1 \r",
+    ],
+)
 def test_not_exactly_the_format_is_not_a_record(line):
     recs, stats = parse(line + b"\n")
     assert recs == []
@@ -136,6 +160,7 @@ def test_on_noise_gets_the_lines_that_are_not_records():
 def test_on_noise_errors_do_not_break_parsing():
     def boom(line):
         raise RuntimeError("display broke")
+
     p = Parser(on_noise=boom)
     assert [r.t for r in p.feed(b"noise\nLW1 mem t=1\n")] == [1]
 
@@ -212,8 +237,7 @@ _LOWER = "abcdefghijklmnopqrstuvwxyz"
 _TAIL = _LOWER + "0123456789_"
 _kind = st.builds(str.__add__, st.sampled_from(_LOWER), st.text(_TAIL, max_size=7))
 _key = st.builds(str.__add__, st.sampled_from(_LOWER + "_"), st.text(_TAIL, max_size=6))
-_value = st.one_of(st.integers(-10**12, 10**12).map(str),
-                   st.text(_TAIL + "ABCXYZ.:/+-", min_size=1, max_size=10))
+_value = st.one_of(st.integers(-(10**12), 10**12).map(str), st.text(_TAIL + "ABCXYZ.:/+-", min_size=1, max_size=10))
 _fields = st.dictionaries(_key, _value, max_size=10)
 
 
@@ -230,8 +254,12 @@ def record_lines(draw):
 
 _noise_line = st.binary(max_size=120).map(lambda b: b.replace(b"\n", b"")).filter(lambda b: b"LW1 " not in b)
 _long_noise = st.integers(MAX_LINE - 2, MAX_LINE + 300).map(lambda n: b"\xaa" * n)
-_items = st.lists(st.one_of(record_lines(), _noise_line.map(lambda b: ("noise", b + b"\n")),
-                            _long_noise.map(lambda b: ("noise", b + b"\n"))), max_size=30)
+_items = st.lists(
+    st.one_of(
+        record_lines(), _noise_line.map(lambda b: ("noise", b + b"\n")), _long_noise.map(lambda b: ("noise", b + b"\n"))
+    ),
+    max_size=30,
+)
 
 _settings = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -267,8 +295,11 @@ def test_records_on_their_own_lines_are_all_recovered_from_noise(items, cuts):
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.one_of(_items.map(lambda its: b"".join(it[-1] for it in its)), st.binary(max_size=600)),
-       st.binary(max_size=30), st.lists(st.integers(0, 10**6), max_size=30))
+@given(
+    st.one_of(_items.map(lambda its: b"".join(it[-1] for it in its)), st.binary(max_size=600)),
+    st.binary(max_size=30),
+    st.lists(st.integers(0, 10**6), max_size=30),
+)
 def test_chunk_split_invariance(data, tail, cuts):
     data = data + tail  # often ends in a partial line
     whole = feed_split(data, [])
@@ -313,8 +344,13 @@ def test_unwrap_boot_starts_a_new_segment_and_small_steps_back_count_zero():
 
 
 def test_unwrap_boot_gap_from_host_time_and_untimed_records():
-    recs = [R("boot", 10, host=100.0), R("mem", 20, host=100.01), R("err", None, host=100.5),
-            R("boot", 0, host=102.01), R("mem", 30, host=102.04)]
+    recs = [
+        R("boot", 10, host=100.0),
+        R("mem", 20, host=100.01),
+        R("err", None, host=100.5),
+        R("boot", 0, host=102.01),
+        R("mem", 30, host=102.04),
+    ]
     assert unwrap_ticks(recs) == [0, 10, None, 2010, 2040]
 
 
@@ -354,9 +390,11 @@ def test_write_csv_to_a_file_object():
 
 
 def test_csvlog_equals_write_csv_and_is_flushed_as_it_goes(tmp_path):
-    recs, _ = parse(DOC_EXAMPLE + b"LW1 lvl t=130 from=ok to=warn free=30000\n"
-                    b"LW1 prof t=131 fn=x us=3\nLW1 mem t=140 free=1 lw=1\n"
-                    b"LW1 end t=150 chunks=1 gc_max_us=9 critical=1\n")
+    recs, _ = parse(
+        DOC_EXAMPLE + b"LW1 lvl t=130 from=ok to=warn free=30000\n"
+        b"LW1 prof t=131 fn=x us=3\nLW1 mem t=140 free=1 lw=1\n"
+        b"LW1 end t=150 chunks=1 gc_max_us=9 critical=1\n"
+    )
     for i, r in enumerate(recs):
         r.host_time = 1000.0 + i
     path = tmp_path / "live.csv"
@@ -429,16 +467,20 @@ def test_summary_of_a_run():
 
 
 def test_summary_sums_segments_across_a_reset():
-    recs, _ = parse(b"LW1 boot t=5 board=b heap=100 warn=50 min=20\nLW1 stat t=9 chunks=10 processed=9 dropped=1 errors=0\n"
-                    b"LW1 boot t=1 board=b heap=100 warn=50 min=20\nLW1 stat t=4 chunks=3 processed=3 dropped=0 errors=2\n")
+    recs, _ = parse(
+        b"LW1 boot t=5 board=b heap=100 warn=50 min=20\nLW1 stat t=9 chunks=10 processed=9 dropped=1 errors=0\n"
+        b"LW1 boot t=1 board=b heap=100 warn=50 min=20\nLW1 stat t=4 chunks=3 processed=3 dropped=0 errors=2\n"
+    )
     s = Summary.of(recs)
     assert (s["chunks"], s["processed"], s["dropped"], s["errors"], s["boots"]) == (13, 12, 1, 2, 2)
     assert s["duration_ms"] == 7 and not s["ended"]
 
 
 def test_summary_without_boot_uses_the_profile_and_says_none_when_unknown():
-    s = Summary.of([R("mem", 1, free=30000, lvl="warn")], profile={"name": "p", "heap": 100000,
-                                                                   "warn_free": 40000, "min_free": 20000})
+    s = Summary.of(
+        [R("mem", 1, free=30000, lvl="warn")],
+        profile={"name": "p", "heap": 100000, "warn_free": 40000, "min_free": 20000},
+    )
     assert (s["board"], s["heap"], s["warn"], s["min"]) == ("p", 100000, 40000, 20000)
     assert s["low_water_level"] == "warn" and s["chunks"] is None and s["gc_us"] is None
     empty = Summary.of([])

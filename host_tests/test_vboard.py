@@ -25,16 +25,26 @@ T = 30  # s: bound for one tool call
 
 def mpr(target, *args, ok=True, timeout=T) -> str:
     port = target if isinstance(target, str) else target.port
-    r = subprocess.run([tool_exe("mpremote"), "connect", port, *args], capture_output=True, text=True,
-                       timeout=timeout, stdin=subprocess.DEVNULL)
+    r = subprocess.run(
+        [tool_exe("mpremote"), "connect", port, *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+    )
     if ok:
         assert r.returncode == 0, r.stdout + r.stderr
     return r.stdout if ok else r
 
 
 def ampy(vb, *args, timeout=T) -> str:
-    r = subprocess.run([tool_exe("ampy"), "--port", vb.port, *args], capture_output=True, text=True,
-                       timeout=timeout, stdin=subprocess.DEVNULL)
+    r = subprocess.run(
+        [tool_exe("ampy"), "--port", vb.port, *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+    )
     assert r.returncode == 0, r.stdout + r.stderr
     return r.stdout
 
@@ -82,19 +92,33 @@ def test_exec_and_eval(vb):
 
 def test_board_shape_image_root_and_heap(vb):
     prof = boards.load("unix")
-    out = mpr(vb, "exec", "import sys, os, gc\n"
-                          "print(sys.path, os.getcwd(), os.statvfs('/')[:3])\n"
-                          "try:\n open('/etc/passwd')\nexcept OSError as e:\n print('host', e.errno)\n"
-                          "print('tmp' in os.listdir('/'), sys.argv)\n"
-                          "gc.collect(); print('free', gc.mem_free())")
+    out = mpr(
+        vb,
+        "exec",
+        "import sys, os, gc\n"
+        "print(sys.path, os.getcwd(), os.statvfs('/')[:3])\n"
+        "try:\n open('/etc/passwd')\nexcept OSError as e:\n print('host', e.errno)\n"
+        "print('tmp' in os.listdir('/'), sys.argv)\n"
+        "gc.collect(); print('free', gc.mem_free())",
+    )
     lines = out.splitlines()
     assert lines[0] == f"['', '.frozen', '/lib'] / (4096, 4096, {block_count(prof['fs_size'])})"
     assert lines[1] == "host 2"  # / is the image: host paths are not there
     assert lines[2] == "False []"
     # User code sees the heap of a plain unix port with the profile's heap (BOOT_RESERVE).
-    plain = subprocess.run([micropython_exe(), "-X", f"heapsize={boards.unix_heap(prof)}", "-c",
-                            "import gc; gc.collect(); print(gc.mem_free())"], capture_output=True, text=True,
-                           timeout=T, env={"MICROPYPATH": ".frozen"})
+    plain = subprocess.run(
+        [
+            micropython_exe(),
+            "-X",
+            f"heapsize={boards.unix_heap(prof)}",
+            "-c",
+            "import gc; gc.collect(); print(gc.mem_free())",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=T,
+        env={"MICROPYPATH": ".frozen"},
+    )
     free_vb = int(lines[3].split()[1])
     assert abs(free_vb - int(plain.stdout)) < 1536, (free_vb, plain.stdout)
 
@@ -114,7 +138,9 @@ def test_fs_commands(vb, tmp_path):
     tree = mpr(vb, "fs", "tree", ":fsdir")
     for name in ("a.txt", "tree", "sub", "x.py", "y.py"):
         assert name in tree
-    assert mpr(vb, "exec", "import sys; sys.path.append('/fsdir/tree'); import x, sub.y as y; print(x.X + y.Y)") == "3\n"
+    assert (
+        mpr(vb, "exec", "import sys; sys.path.append('/fsdir/tree'); import x, sub.y as y; print(x.X + y.Y)") == "3\n"
+    )
     mpr(vb, "fs", "rm", "-r", ":fsdir")
     assert "fsdir" not in mpr(vb, "fs", "ls", ":")
 
@@ -209,31 +235,39 @@ def test_ampy_put_get_ls_run_mkdir_rm(vb, tmp_path):
 
 
 def test_writing_past_the_image_is_enospc_on_the_board(vb):
-    out = mpr(vb, "exec", "import os\nf = open('fill.bin', 'wb')\nb = bytes(4096)\n"
-                          "try:\n while True:\n  f.write(b)\nexcept OSError as e:\n print('errno', e.errno)\n"
-                          "f.close()\nos.remove('fill.bin')\nprint(os.listdir('/').count('fill.bin'))",
-              timeout=60)
+    out = mpr(
+        vb,
+        "exec",
+        "import os\nf = open('fill.bin', 'wb')\nb = bytes(4096)\n"
+        "try:\n while True:\n  f.write(b)\nexcept OSError as e:\n print('errno', e.errno)\n"
+        "f.close()\nos.remove('fill.bin')\nprint(os.listdir('/').count('fill.bin'))",
+        timeout=60,
+    )
     assert out.splitlines() == ["errno 28", "0"]
 
 
 def test_machine_stand_ins(vb):
-    out = mpr(vb, "exec", "import machine, micropython\n"
-                          "p = machine.Pin(2, machine.Pin.OUT); p.on(); a = p.value(); p.off()\n"
-                          "q = machine.Pin(0, machine.Pin.IN, machine.Pin.PULL_UP)\n"
-                          "adc = machine.ADC(machine.Pin(34))\n"
-                          "vs = [adc.read_u16() for _ in range(200)]\n"
-                          "w = machine.WDT(timeout=60000)\n"
-                          "def hot(adc, w, p):\n"
-                          " t = micropython.mem_total()\n"
-                          " micropython.heap_lock()\n"
-                          " for i in range(50):\n"
-                          "  adc.read_u16(); w.feed(); p.value()\n"
-                          " micropython.heap_unlock()\n"
-                          " return micropython.mem_total() - t\n"
-                          "hot(adc, w, p)\n"
-                          "print(a, p.value(), q.value(), min(vs) >= 0, max(vs) <= 65535, len(set(vs)) > 10)\n"
-                          "print(type(machine.unique_id()), machine.freq() > 0, machine.reset_cause() in (1, 2, 3, 5))\n"
-                          "print(hot(adc, w, p))")
+    out = mpr(
+        vb,
+        "exec",
+        "import machine, micropython\n"
+        "p = machine.Pin(2, machine.Pin.OUT); p.on(); a = p.value(); p.off()\n"
+        "q = machine.Pin(0, machine.Pin.IN, machine.Pin.PULL_UP)\n"
+        "adc = machine.ADC(machine.Pin(34))\n"
+        "vs = [adc.read_u16() for _ in range(200)]\n"
+        "w = machine.WDT(timeout=60000)\n"
+        "def hot(adc, w, p):\n"
+        " t = micropython.mem_total()\n"
+        " micropython.heap_lock()\n"
+        " for i in range(50):\n"
+        "  adc.read_u16(); w.feed(); p.value()\n"
+        " micropython.heap_unlock()\n"
+        " return micropython.mem_total() - t\n"
+        "hot(adc, w, p)\n"
+        "print(a, p.value(), q.value(), min(vs) >= 0, max(vs) <= 65535, len(set(vs)) > 10)\n"
+        "print(type(machine.unique_id()), machine.freq() > 0, machine.reset_cause() in (1, 2, 3, 5))\n"
+        "print(hot(adc, w, p))",
+    )
     lines = out.splitlines()
     assert lines[0] == "1 0 1 True True True"
     assert lines[1] == "<class 'bytes'> True True"
@@ -242,8 +276,12 @@ def test_machine_stand_ins(vb):
 
 def test_watchdog_resets_an_unfed_board_but_not_a_fed_one(vb):
     n = vb.wdt_reset_count
-    mpr(vb, "exec", "import machine, time\nw = machine.WDT(timeout=1000)\n"
-                    "for i in range(60):\n w.feed(); time.sleep_ms(20)\nprint('fed')")
+    mpr(
+        vb,
+        "exec",
+        "import machine, time\nw = machine.WDT(timeout=1000)\n"
+        "for i in range(60):\n w.feed(); time.sleep_ms(20)\nprint('fed')",
+    )
     assert vb.wdt_reset_count == n
     mpr(vb, "exec", "import machine\nmachine.WDT(timeout=300)\nprint('armed')")
     vb.wait(lambda b: b.wdt_reset_count > n and b.booted, timeout=15)
@@ -285,8 +323,12 @@ def test_image_persists_across_runs_and_reads_back_with_littlefs(tmp_path):
         put(b1, "d/x.txt", "persist")
         assert mpr(b1, "exec", "import machine; print(machine.freq())") == "240000000\n"
     assert img.stat().st_size == fs_size
-    fs = LittleFS(context=UserContext(buffer=bytearray(img.read_bytes())), block_size=4096,
-                  block_count=fs_size // 4096, mount=False)
+    fs = LittleFS(
+        context=UserContext(buffer=bytearray(img.read_bytes())),
+        block_size=4096,
+        block_count=fs_size // 4096,
+        mount=False,
+    )
     fs.mount()
     with fs.open("d/x.txt", "r") as f:
         assert f.read() == "persist"
@@ -315,8 +357,12 @@ def test_errors_are_user_errors(tmp_path):
 
 def test_cli_vboard_foreground_then_sigterm(tmp_path):
     img = tmp_path / "cli.lfs"
-    proc = subprocess.Popen([sys.executable, "-m", "lowwater_tools.cli", "vboard", "--image", str(img)],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "lowwater_tools.cli", "vboard", "--image", str(img)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         port = None
         deadline = time.monotonic() + T
@@ -327,8 +373,9 @@ def test_cli_vboard_foreground_then_sigterm(tmp_path):
                 port = line.split()[1]
         assert port
         assert mpr(port, "eval", "6 * 7") == "42\n"
-        children = [pid for task in Path(f"/proc/{proc.pid}/task").iterdir()
-                    for pid in (task / "children").read_text().split()]
+        children = [
+            pid for task in Path(f"/proc/{proc.pid}/task").iterdir() for pid in (task / "children").read_text().split()
+        ]
         assert children
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(T) == 0

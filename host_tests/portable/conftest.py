@@ -41,7 +41,7 @@ def pytest_pyfunc_call(pyfuncitem):
         lines = res.out.rstrip().splitlines()
         last = lines[-1] if lines else ""
         if res.returncode == 0 and last.startswith("LWTEST SKIP"):
-            pytest.skip(last[len("LWTEST SKIP"):].strip())
+            pytest.skip(last[len("LWTEST SKIP") :].strip())
         if res.returncode != 0 or last != "LWTEST PASS":
             pytest.fail(f"MicroPython (heap {heap} B) failed, exit {res.returncode}:\n{res.out}", pytrace=False)
         return True

@@ -153,8 +153,18 @@ def test_report_counts_checks_per_level():
         src.f = free
         b.check()
     r = b.report()
-    for key in ("checks", "free", "low_water", "warn", "critical", "ok", "gc_max_us", "gc_mean_us",
-                "handler_errors", "ticks"):
+    for key in (
+        "checks",
+        "free",
+        "low_water",
+        "warn",
+        "critical",
+        "ok",
+        "gc_max_us",
+        "gc_mean_us",
+        "handler_errors",
+        "ticks",
+    ):
         assert key in r, key
     assert r["checks"] == 6
     assert (r["ok"], r["warn"], r["critical"]) == (2, 1, 3)
@@ -190,7 +200,9 @@ def test_each_check_writes_mem_and_lvl_only_on_change():
     assert [m["n"] for m in mems] == ["1", "2", "3", "4", "5"]
     assert [m["lvl"] for m in mems] == ["ok", "warn", "warn", "critical", "ok"]
     assert [m["free"] for m in mems] == [str(f) for f in (100000, WARN_FREE - 1, WARN_FREE - 2, MIN_FREE - 1, 100000)]
-    assert [m["lw"] for m in mems] == [str(f) for f in (100000, WARN_FREE - 1, WARN_FREE - 2, MIN_FREE - 1, MIN_FREE - 1)]
+    assert [m["lw"] for m in mems] == [
+        str(f) for f in (100000, WARN_FREE - 1, WARN_FREE - 2, MIN_FREE - 1, MIN_FREE - 1)
+    ]
     assert mems[1]["alloc"] == str(HEAP - WARN_FREE + 1)
     for line in out.getvalue().split("\n"):
         if line.startswith("LW1 mem "):
@@ -208,11 +220,17 @@ def test_each_check_writes_mem_and_lvl_only_on_change():
 
 def test_bad_settings_raise_value_error_naming_the_setting():
     def msg(**kw):
-        args = {"heap": HEAP, "warn_free": WARN_FREE, "min_free": MIN_FREE, "check_every": 256,
-                "source": FakeSource()}
+        args = {"heap": HEAP, "warn_free": WARN_FREE, "min_free": MIN_FREE, "check_every": 256, "source": FakeSource()}
         args.update(kw)
-        e = ptest.raises(ValueError, Budget, args["heap"], args["warn_free"], args["min_free"],
-                         check_every=args["check_every"], source=args["source"])
+        e = ptest.raises(
+            ValueError,
+            Budget,
+            args["heap"],
+            args["warn_free"],
+            args["min_free"],
+            check_every=args["check_every"],
+            source=args["source"],
+        )
         return str(e)
 
     assert msg(min_free=WARN_FREE + 1) == "min_free > warn_free"

@@ -11,6 +11,7 @@ _HDR = HEADER_SIZE
 
 # --- helpers: a unique scratch folder under $TMPDIR (or /tmp) on both runtimes --------
 
+
 def _tmpdir():
     base = os.getenv("TMPDIR") or "/tmp"
     d = base + "/lw_flashlog_" + "".join("%02x" % b for b in os.urandom(6))
@@ -68,6 +69,7 @@ def _with_dir(fn):
 
 
 # --- framing -----------------------------------------------------------------
+
 
 def test_crc32_twin_agrees_with_binascii():
     import binascii
@@ -130,6 +132,7 @@ def test_header_layout():
 
 
 # --- append / read -------------------------------------------------------------
+
 
 def test_round_trip_and_from_seq():
     def t(d):
@@ -213,6 +216,7 @@ def test_restart_resumes_seq_across_rotation():
 
 
 # --- recovery ----------------------------------------------------------------
+
 
 def _three_records(d):
     log = FlashLog(d, max_file_bytes=4096, max_files=4)
@@ -305,7 +309,7 @@ def test_garbage_between_records_is_skipped():
         recs, raw = _three_records(d)
         a = _HDR + len(recs[0])
         r = ptest.Rand(9)
-        fake = bytearray(raw[a:a + _HDR + len(recs[1])])
+        fake = bytearray(raw[a : a + _HDR + len(recs[1])])
         fake[-1] ^= 0xFF  # a well-formed header whose CRC fails
         junk = r.bytes(50) + b"\xa5" * 20 + bytes(fake) + b"\xa5"
         _write(d + "/00000001.log", raw[:a] + junk + raw[a:])
@@ -335,7 +339,7 @@ def test_scanner_accounts_for_every_byte():
         good = 0
         with open(d + "/00000001.log", "rb") as f:
             for seq, off, n, data in sc.records(f, len(raw)):
-                assert len(data) == n and raw[off + _HDR:off + _HDR + n] == data
+                assert len(data) == n and raw[off + _HDR : off + _HDR + n] == data
                 good += _HDR + n
         assert 0 < good < len(raw)
 
@@ -343,6 +347,7 @@ def test_scanner_accounts_for_every_byte():
 
 
 # --- allocation ----------------------------------------------------------------
+
 
 def test_append_allocates_nothing():
     def t(d):

@@ -87,8 +87,40 @@ def test_sizeclass_default_layout():
     st = p.stats()
     counts = [c["blocks"] for c in st["classes"]]
     # arena // 32 = 512 B per class in whole blocks, remainder dealt largest first
-    assert counts == [32, 16, 10, 8, 6, 5, 4, 4, 3, 3, 2, 2, 2, 2, 2, 2, 2,
-                      1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2], counts
+    assert counts == [
+        32,
+        16,
+        10,
+        8,
+        6,
+        5,
+        4,
+        4,
+        3,
+        3,
+        2,
+        2,
+        2,
+        2,
+        2,
+        2,
+        2,
+        1,
+        1,
+        1,
+        1,
+        1,
+        1,
+        1,
+        1,
+        1,
+        1,
+        2,
+        2,
+        2,
+        2,
+        2,
+    ], counts
     assert 16384 - 16 < st["arena"] <= 16384
     assert st["used"] == 0 and st["waste"] == 0 and st["failures"] == 0
 
@@ -125,10 +157,19 @@ def test_sizeclass_full_class_raises_without_fallback():
 
 
 def test_sizeclass_bad_arguments():
-    for kw in ({"classes": ()}, {"classes": (32, 16)}, {"classes": (16, 16)}, {"classes": (0, 8)},
-               {"classes": (8, 70000)}, {"arena": 0}, {"arena": 8000},  # < 32 * 512
-               {"classes": (16, 32), "counts": (1,)}, {"classes": (16,), "counts": (-1,)},
-               {"classes": (16,), "counts": (0,)}, {"classes": (16,), "counts": (4,), "arena": 63}):
+    for kw in (
+        {"classes": ()},
+        {"classes": (32, 16)},
+        {"classes": (16, 16)},
+        {"classes": (0, 8)},
+        {"classes": (8, 70000)},
+        {"arena": 0},
+        {"arena": 8000},  # < 32 * 512
+        {"classes": (16, 32), "counts": (1,)},
+        {"classes": (16,), "counts": (-1,)},
+        {"classes": (16,), "counts": (0,)},
+        {"classes": (16,), "counts": (4,), "arena": 63},
+    ):
         ptest.raises(ValueError, SizeClassPool, **kw)
 
 

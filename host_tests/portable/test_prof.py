@@ -97,6 +97,7 @@ def test_fixed_arity_wrapper_allocates_nothing_when_off():
 
 def test_profile_as_decorator_with_a_name_and_reset():
     try:
+
         @prof.profile(name="<odd name>")
         def odd():
             return 1
@@ -143,6 +144,7 @@ def test_no_alloc_passes_an_allocation_free_block():
 
 def test_no_alloc_names_the_block_and_the_bytes():
     try:
+
         def grow():
             with prof.no_alloc("grow"):
                 _alloc_1000()
@@ -218,7 +220,7 @@ def test_probe_is_exact_to_one_heap_block():
         try:
             b = bytearray(s.largest + 2 * prof._BLOCK)
         except MemoryError:
-            b = None
+            b = None  # noqa: F841 - nothing to keep
         else:
             raise AssertionError("probe %d is more than a block below the largest block" % s.largest)
     finally:

@@ -122,9 +122,18 @@ def test_paced_reads_give_the_same_data():
 
 
 def test_bad_settings_raise_value_error():
-    for kw in ({"width": 3}, {"width": 0}, {"rate_hz": 0}, {"period": 1}, {"period": 5000},
-               {"amplitude": -1}, {"amplitude": 40000}, {"noise": -1}, {"width": 1, "noise": 200},
-               {"rate_hz": 1.5}):
+    for kw in (
+        {"width": 3},
+        {"width": 0},
+        {"rate_hz": 0},
+        {"period": 1},
+        {"period": 5000},
+        {"amplitude": -1},
+        {"amplitude": 40000},
+        {"noise": -1},
+        {"width": 1, "noise": 200},
+        {"rate_hz": 1.5},
+    ):
         ptest.raises(ValueError, SimSensor, **kw)
     ptest.raises(ValueError, AdcSensor, CounterAdc(), 3)
 

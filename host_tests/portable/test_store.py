@@ -65,8 +65,14 @@ def test_unhashable_keys_raise_typeerror():
 
 
 def test_bad_arguments():
-    for kw in ({"max_items": 0}, {"max_items": -1}, {"max_bytes": 0}, {"max_items": 1.5},
-               {"max_bytes": True}, {"max_items": "3"}):
+    for kw in (
+        {"max_items": 0},
+        {"max_items": -1},
+        {"max_bytes": 0},
+        {"max_items": 1.5},
+        {"max_bytes": True},
+        {"max_items": "3"},
+    ):
         ptest.raises(ValueError, WeakStore, **kw)
     ptest.raises(TypeError, WeakStore, sizeof=3)
     s = WeakStore(sizeof=lambda v: -1)
@@ -167,7 +173,7 @@ def test_pins_nest_and_protect():
     assert s.keys() == ["k0", "k1", "k3"]
     assert s.shed_all() > 0 and s.keys() == ["k0", "k1"]
     s.unpin("k0")
-    assert s.shed(10 ** 6) == 0 and len(s) == 2  # still pinned once
+    assert s.shed(10**6) == 0 and len(s) == 2  # still pinned once
     s.unpin("k0")
     assert s.pinned == 1
     ptest.raises(ValueError, s.unpin, "k0")
@@ -223,7 +229,7 @@ def test_default_estimate():
         return (n + B - 1) // B * B
 
     est = store.estimate
-    for v in (None, True, 0, 10 ** 6, 1.5):
+    for v in (None, True, 0, 10**6, 1.5):
         assert est(v) == B, v
     assert est(b"") == B
     assert est(bytearray(10)) == B + r(10)

@@ -111,7 +111,7 @@ def test_t_is_ticks_ms_by_default():
 
 def test_ints_zero_negative_and_wide():
     out = io.StringIO()
-    values = [0, 1, 9, 10, -1, -10, 1234567890, 0x3FFFFFFF, -0x3FFFFFFF, 0x40000000, -(1 << 40), 10 ** 15]
+    values = [0, 1, 9, 10, -1, -10, 1234567890, 0x3FFFFFFF, -0x3FFFFFFF, 0x40000000, -(1 << 40), 10**15]
     tel = Telemetry(out, clock=clock)
     for v in values:
         tel.mem(v, v, v, v, "warn", v)
@@ -130,9 +130,11 @@ def test_clock_values_are_written_as_ints():
     tel = Telemetry(out, clock=clk)
     for _ in range(3):
         tel.err("loop", "OSError")
-    assert out.getvalue() == ("LW1 err t=0 where=loop exc=OSError\n"
-                              "LW1 err t=5 where=loop exc=OSError\n"
-                              "LW1 err t=1073741823 where=loop exc=OSError\n")
+    assert out.getvalue() == (
+        "LW1 err t=0 where=loop exc=OSError\n"
+        "LW1 err t=5 where=loop exc=OSError\n"
+        "LW1 err t=1073741823 where=loop exc=OSError\n"
+    )
 
 
 def test_record_writes_later_kinds_with_ints_tokens_and_bools():

@@ -25,7 +25,7 @@ class PoolExhausted(MemoryError):
 
 def _views(buf, size, count):
     mv = memoryview(buf)
-    return [mv[i * size:(i + 1) * size] for i in range(count)]
+    return [mv[i * size : (i + 1) * size] for i in range(count)]
 
 
 def _id_map(views):
@@ -203,7 +203,7 @@ class SizeClassPool:
             self._first[c] = len(views)
             for _ in range(counts[c]):
                 self._cls[len(views)] = c
-                views.append(mv[off:off + size])
+                views.append(mv[off : off + size])
                 off += size
         self._views = views
         self._ids = _id_map(views)
@@ -290,14 +290,16 @@ class SizeClassPool:
         used_bytes = 0
         for c in range(len(self.classes)):
             used_bytes += self._used[c] * self.classes[c]
-            per.append({
-                "size": self.classes[c],
-                "blocks": self._counts[c],
-                "used": self._used[c],
-                "available": self._top[c],
-                "high_water": self._high[c],
-                "failures": self._fail[c],
-            })
+            per.append(
+                {
+                    "size": self.classes[c],
+                    "blocks": self._counts[c],
+                    "used": self._used[c],
+                    "available": self._top[c],
+                    "high_water": self._high[c],
+                    "failures": self._fail[c],
+                }
+            )
         return {
             "arena": self.arena,
             "used": self.used,

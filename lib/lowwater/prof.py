@@ -341,8 +341,13 @@ def stats():
         old = out.get(st[0])
         if old:
             m = old[0] + n
-            row = (m, (old[0] * old[1] + n * row[1]) / m, max(old[2], row[2]),
-                   (old[0] * old[3] + n * row[3]) / m, max(old[4], row[4]))
+            row = (
+                m,
+                (old[0] * old[1] + n * row[1]) / m,
+                max(old[2], row[2]),
+                (old[0] * old[3] + n * row[3]) / m,
+                max(old[4], row[4]),
+            )
         out[st[0]] = row
     return out
 
@@ -366,8 +371,21 @@ def report(file=None, telemetry=None):
         telemetry = Telemetry()
     for name in sorted(rows):
         n, bm, bx, um, ux = rows[name]
-        telemetry.record("prof", "fn", name, "calls", n, "b_mean", int(bm + 0.5), "b_max", bx,
-                         "us_mean", int(um + 0.5), "us_max", int(ux + 0.5))
+        telemetry.record(
+            "prof",
+            "fn",
+            name,
+            "calls",
+            n,
+            "b_mean",
+            int(bm + 0.5),
+            "b_max",
+            bx,
+            "us_mean",
+            int(um + 0.5),
+            "us_max",
+            int(ux + 0.5),
+        )
     return rows
 
 
@@ -517,12 +535,22 @@ class Snapshot:
         self.frag = frag
 
     def as_dict(self):
-        return {"free": self.free, "alloc": self.alloc, "largest": self.largest,
-                "frag": self.frag, "method": self.method}
+        return {
+            "free": self.free,
+            "alloc": self.alloc,
+            "largest": self.largest,
+            "frag": self.frag,
+            "method": self.method,
+        }
 
     def __repr__(self):
         return "<Snapshot free=%d alloc=%d largest=%d frag=%.3f %s>" % (
-            self.free, self.alloc, self.largest, self.frag, self.method)
+            self.free,
+            self.alloc,
+            self.largest,
+            self.frag,
+            self.method,
+        )
 
 
 def set_heap(nbytes):
@@ -588,7 +616,7 @@ def _probe(free):
             lo = mid
         except MemoryError:
             hi = mid
-        b = None
+        b = None  # noqa: F841 - drop the probe buffer before the next try
         n += 1
     gc.collect()
     return lo
@@ -642,7 +670,7 @@ def _meminfo_largest():
             _compat.micropython.mem_info()
         finally:
             d(old)
-        blocks = parse_max_free(memoryview(cap.buf)[:cap.n])
+        blocks = parse_max_free(memoryview(cap.buf)[: cap.n])
     except Exception:  # no IOBase, dupterm refuses the stream, ...: probe instead
         return None
     return None if blocks is None else blocks * _BLOCK
@@ -663,7 +691,12 @@ class LeakResult:
 
     def __repr__(self):
         return "<LeakResult %s: %.1f B/run over %d runs after %d warm-ups (threshold %s B/run)>" % (
-            "LEAK" if self.leaked else "ok", self.slope, len(self.samples), self.warmups, self.threshold)
+            "LEAK" if self.leaked else "ok",
+            self.slope,
+            len(self.samples),
+            self.warmups,
+            self.threshold,
+        )
 
 
 def slope(ys):

@@ -63,7 +63,7 @@ class Telemetry:
         mv = memoryview(self._num)
         # _tail[k] is a view of the last k bytes of the digit buffer: ints are
         # written right-aligned and sent with one write, without slicing.
-        self._tail = tuple([mv[_NUM - k:] for k in range(_NUM + 1)])
+        self._tail = tuple([mv[_NUM - k :] for k in range(_NUM + 1)])
         if not enabled:
             return
         stream = sys.stdout if stream is None else stream

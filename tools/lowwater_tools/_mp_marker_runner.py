@@ -88,14 +88,17 @@ def _main():
     except MemoryError:
         pieces = None
         if limit:
-            raise AssertionError("limit_memory: %s needed more than %s B of heap (MemoryError with the rest "
-                                 "of the heap held back; MicroPython)" % (_test, limit))
+            raise AssertionError(
+                "limit_memory: %s needed more than %s B of heap (MemoryError with the rest "
+                "of the heap held back; MicroPython)" % (_test, limit)
+            )
         raise
     pieces = None
     if r is not None and r.leaked:
-        raise AssertionError("limit_leaks: %s retains %.1f B per run, over the limit of %d B per run "
-                             "(%d runs after %d warm-ups; MicroPython, gc.mem_alloc)" % (
-                                 _test, r.slope, size, runs, warm))
+        raise AssertionError(
+            "limit_leaks: %s retains %.1f B per run, over the limit of %d B per run "
+            "(%d runs after %d warm-ups; MicroPython, gc.mem_alloc)" % (_test, r.slope, size, runs, warm)
+        )
     return pieces
 
 

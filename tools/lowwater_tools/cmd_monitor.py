@@ -35,8 +35,11 @@ BACKOFF_MAX = 2.0
 def add_arguments(p):
     p.add_argument("--port", required=True, help="serial port or pyserial URL (/dev/ttyUSB0, socket://host:port)")
     p.add_argument("--baud", type=int, default=115200, help="baud rate (default 115200)")
-    p.add_argument("--board", default=None,
-                   help="board profile: the budget to show when the boot record was missed, and for --plot")
+    p.add_argument(
+        "--board",
+        default=None,
+        help="board profile: the budget to show when the boot record was missed, and for --plot",
+    )
     p.add_argument("--csv", metavar="FILE", help="save the records as CSV (flushed per record)")
     p.add_argument("--capture", metavar="FILE", help="save the raw bytes received (everything)")
     p.add_argument("--plot", metavar="FILE", help="plot the records to FILE at the end (lowwater_tools.plot)")

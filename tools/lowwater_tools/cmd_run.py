@@ -32,12 +32,17 @@ STOP_TIMEOUT = 5.0  # seconds the firmware gets to print `end` after SIGINT
 
 def add_arguments(p):
     p.add_argument("--board", default=boards.DEFAULT_BOARD, help="profile name (boards/NAME.json) or a .json path")
-    p.add_argument("--chunks", type=int, default=0, metavar="N",
-                   help="stop after N chunks (default 0: run until Ctrl-C)")
-    p.add_argument("--heap", type=int, default=None, metavar="BYTES",
-                   help="unix-port heap (default: the board's heap mapped to the 64-bit unix port)")
-    p.add_argument("--duration", type=float, default=None, metavar="S",
-                   help="stop after S seconds, as Ctrl-C does")
+    p.add_argument(
+        "--chunks", type=int, default=0, metavar="N", help="stop after N chunks (default 0: run until Ctrl-C)"
+    )
+    p.add_argument(
+        "--heap",
+        type=int,
+        default=None,
+        metavar="BYTES",
+        help="unix-port heap (default: the board's heap mapped to the 64-bit unix port)",
+    )
+    p.add_argument("--duration", type=float, default=None, metavar="S", help="stop after S seconds, as Ctrl-C does")
     p.add_argument("--capture", metavar="FILE", help="save the raw output bytes (everything, noise included)")
     p.add_argument("--csv", metavar="FILE", help="save the parsed records as CSV (flushed per record)")
     p.add_argument("--quiet", action="store_true", help="no live view or record lines: only the summary")
@@ -85,8 +90,14 @@ def run(args) -> int:
     killed = False
     try:
         with StopSignals() as stop, view:
-            proc = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                    stderr=subprocess.STDOUT, start_new_session=True)
+            proc = subprocess.Popen(
+                cmd,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
             try:
                 killed = _pump(proc, parser, view, capture, csvlog, stop, args)
             finally:
@@ -128,8 +139,12 @@ def _pump(proc, parser, view, capture, csvlog, stop, args):
                 view.note("stopping: Ctrl-C sent to the firmware")
                 _signal(proc, signal.SIGINT)
             sent_at = now
-        if sent_at is not None and proc.poll() is None and not killed and (
-                stop.count >= 2 or now - sent_at > args.stop_timeout):
+        if (
+            sent_at is not None
+            and proc.poll() is None
+            and not killed
+            and (stop.count >= 2 or now - sent_at > args.stop_timeout)
+        ):
             view.note(f"firmware did not stop within {args.stop_timeout:g} s: killed", style="red")
             _kill(proc)
             killed = True
@@ -190,14 +205,21 @@ def _verdict(rc, result, noise, killed, heap, stop_timeout) -> int:
         problems.append("it printed no end record" if problems else "the firmware printed no end record")
     lw = result.get("low_water")
     if mem_error and problems:
-        problems.append(f"MemoryError: the firmware ran out of heap ({heap} B unix heap"
-                        + (f", low-water {lw} B" if lw is not None else "") + f"): {mem_error.strip()}")
+        problems.append(
+            f"MemoryError: the firmware ran out of heap ({heap} B unix heap"
+            + (f", low-water {lw} B" if lw is not None else "")
+            + f"): {mem_error.strip()}"
+        )
     elif mem_error:
-        print(f"lowwater: warning: the firmware printed a MemoryError and went on: {mem_error.strip()}",
-              file=sys.stderr)
+        print(
+            f"lowwater: warning: the firmware printed a MemoryError and went on: {mem_error.strip()}", file=sys.stderr
+        )
     if result.get("memory_errors"):
-        print(f"lowwater: warning: {result['memory_errors']} chunk(s) failed with MemoryError "
-              "(err records); the loop went on", file=sys.stderr)
+        print(
+            f"lowwater: warning: {result['memory_errors']} chunk(s) failed with MemoryError "
+            "(err records); the loop went on",
+            file=sys.stderr,
+        )
     if not problems:
         return 0
     if tail:

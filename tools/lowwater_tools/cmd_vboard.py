@@ -18,9 +18,13 @@ HELP = "run a virtual board (MicroPython unix port + littlefs image) on a pty fo
 
 def add_arguments(p):
     p.add_argument("--board", default=boards.DEFAULT_BOARD, help="profile: heap, flash filesystem size (default: unix)")
-    p.add_argument("--image", help="littlefs image file of the board's flash, kept across runs (default: a temporary one)")
+    p.add_argument(
+        "--image", help="littlefs image file of the board's flash, kept across runs (default: a temporary one)"
+    )
     p.add_argument("--fresh", action="store_true", help="erase the image first (the board formats it on boot)")
-    p.add_argument("--socket", metavar="HOST:PORT", help="also serve the board on TCP (mpremote connect socket://HOST:PORT)")
+    p.add_argument(
+        "--socket", metavar="HOST:PORT", help="also serve the board on TCP (mpremote connect socket://HOST:PORT)"
+    )
     p.add_argument("--timeout", type=float, default=10.0, help="bound for start-up and resets in seconds (default 10)")
     p.add_argument("--deploy", action="store_true", help="deploy lib/, firmware/ and the profile once it is up")
     p.add_argument("--mpy", action="store_true", help="with --deploy: compile lib/ to .mpy")
@@ -57,14 +61,18 @@ def run(args) -> int:
 
     old = signal.signal(signal.SIGTERM, on_term)
     try:
-        with VirtualBoard(board=args.board, image=args.image, socket=args.socket, timeout=args.timeout,
-                          fresh=args.fresh) as vb:
+        with VirtualBoard(
+            board=args.board, image=args.image, socket=args.socket, timeout=args.timeout, fresh=args.fresh
+        ) as vb:
             print(f"port: {vb.port}")
             if vb.socket_url:
                 print(f"socket: {vb.socket_url}")
             print(f"image: {vb.image_path}" + ("" if args.image else " (temporary)"))
-            print(f"board: {vb.board}, unix-port heap {vb.heap} B (profile heap {vb.profile['heap']} B), "
-                  f"flash filesystem {vb.fs_size} B (littlefs2)", flush=True)
+            print(
+                f"board: {vb.board}, unix-port heap {vb.heap} B (profile heap {vb.profile['heap']} B), "
+                f"flash filesystem {vb.fs_size} B (littlefs2)",
+                flush=True,
+            )
             if args.deploy:
                 from . import deploy
 

@@ -90,7 +90,7 @@ def parse_esp_image(data: bytes, offset: int = 0) -> EspImage:
         pos += _SEG.size
         if pos + length > len(data):
             raise ValueError(f"truncated: segment {i} ({length} bytes) runs past the end of the file")
-        csum ^= xor_bytes(data[pos:pos + length])
+        csum ^= xor_bytes(data[pos : pos + length])
         pos += length
     pos = (pos + 16) & ~15  # checksum is the last byte of the 16-aligned block after the data
     if pos > len(data):
@@ -123,8 +123,13 @@ def check_esp_image(data: bytes, profile: dict) -> tuple[EspImage, int]:
     writes without --target-offset) is written at 0x0. Raises UserError."""
     off = profile["flash_offset"]
     start = 0
-    if data[:1] != bytes([ESP_MAGIC]) and off and len(data) > off and data[off] == ESP_MAGIC \
-            and data[:off] == b"\xff" * off:
+    if (
+        data[:1] != bytes([ESP_MAGIC])
+        and off
+        and len(data) > off
+        and data[off] == ESP_MAGIC
+        and data[:off] == b"\xff" * off
+    ):
         start = off
     if data[:4] == uf2.MAGIC_START0.to_bytes(4, "little"):
         raise UserError(f"this is a UF2 file: {profile['name']} ({profile['chip']}) takes an ESP .bin image")
@@ -133,22 +138,34 @@ def check_esp_image(data: bytes, profile: dict) -> tuple[EspImage, int]:
     except ValueError as e:
         raise UserError(f"not a valid ESP firmware image: {e}") from None
     if img.chip != profile["chip"]:
-        raise UserError(f"image is for {img.chip}, board {profile['name']} is {profile['chip']}: "
-                        f"wrong firmware file (download the {profile['chip']} build)")
+        raise UserError(
+            f"image is for {img.chip}, board {profile['name']} is {profile['chip']}: "
+            f"wrong firmware file (download the {profile['chip']} build)"
+        )
     address = 0 if start else off
     if address + len(data) > profile["flash_size"]:
-        raise UserError(f"image of {len(data)} bytes at 0x{address:X} does not fit the board's "
-                        f"{profile['flash_size']} bytes of flash")
+        raise UserError(
+            f"image of {len(data)} bytes at 0x{address:X} does not fit the board's "
+            f"{profile['flash_size']} bytes of flash"
+        )
     return img, address
 
 
 def esptool_base(profile: dict, port: str, baud: int) -> list[str]:
-    return [sys.executable, "-m", "esptool", "--chip", esp_chip_arg(profile["chip"]),
-            "--port", port, "--baud", str(baud)]
+    return [
+        sys.executable,
+        "-m",
+        "esptool",
+        "--chip",
+        esp_chip_arg(profile["chip"]),
+        "--port",
+        port,
+        "--baud",
+        str(baud),
+    ]
 
 
-def esptool_commands(profile: dict, firmware: Path, port: str, baud: int, erase: bool,
-                     address: int) -> list[list[str]]:
+def esptool_commands(profile: dict, firmware: Path, port: str, baud: int, erase: bool, address: int) -> list[list[str]]:
     """The esptool command lines that flash `firmware` (erase-flash first with erase)."""
     base = esptool_base(profile, port, baud)
     cmds = []
@@ -174,7 +191,11 @@ def check_port(port: str | None) -> str:
     """The serial port to use; UserError (one line) when missing."""
     if not port:
         found = serial_ports()
-        hint = f" (USB serial ports here: {', '.join(found)})" if found else " (no USB serial port found: is the board plugged in?)"
+        hint = (
+            f" (USB serial ports here: {', '.join(found)})"
+            if found
+            else " (no USB serial port found: is the board plugged in?)"
+        )
         raise UserError("--port is required for esp32 boards, e.g. --port /dev/ttyUSB0" + hint)
     if not _is_url(port) and not os.path.exists(port):
         raise UserError(f"port {port} not found: is the board plugged in? (check the cable and `ls /dev/tty*`)")
@@ -196,8 +217,10 @@ def explain_esptool_error(stderr: str, port: str, rc: int) -> str:
                 return f"the board on {port} does not match the profile: {line.strip().removeprefix('A fatal error occurred: ')}"
         return f"the chip on {port} does not match the board profile"
     if "failed to connect" in low or "no serial data received" in low or "timed out waiting for packet" in low:
-        return (f"no answer from an ESP bootloader on {port}: hold BOOT, press RESET, release BOOT, "
-                "then retry (or try a lower --baud)")
+        return (
+            f"no answer from an ESP bootloader on {port}: hold BOOT, press RESET, release BOOT, "
+            "then retry (or try a lower --baud)"
+        )
     last = ""
     for line in stderr.splitlines():
         line = line.strip()
@@ -222,8 +245,9 @@ def run_esptool(cmd: list[str], port: str, timeout: float = ESPTOOL_TIMEOUT) -> 
         print(err.rstrip(), file=sys.stderr)
 
 
-def flash_esp32(profile: dict, firmware: Path, port: str | None, baud: int, erase: bool,
-                dry_run: bool, out=print) -> int:
+def flash_esp32(
+    profile: dict, firmware: Path, port: str | None, baud: int, erase: bool, dry_run: bool, out=print
+) -> int:
     data = firmware.read_bytes()
     img, address = check_esp_image(data, profile)
     where = "" if address == profile["flash_offset"] else " (full-flash image)"
@@ -250,8 +274,14 @@ def _quote(s: str) -> str:
 INFO_FILE = "INFO_UF2.TXT"
 DRIVE_LABEL = "RPI-RP2"
 # Where desktops and fstab entries mount the bootrom's USB drive.
-DRIVE_GLOBS = ("/media/*/RPI-RP2", "/media/RPI-RP2", "/run/media/*/RPI-RP2", "/mnt/*",
-               "/mnt/*/RPI-RP2", "/Volumes/RPI-RP2")
+DRIVE_GLOBS = (
+    "/media/*/RPI-RP2",
+    "/media/RPI-RP2",
+    "/run/media/*/RPI-RP2",
+    "/mnt/*",
+    "/mnt/*/RPI-RP2",
+    "/Volumes/RPI-RP2",
+)
 GONE_TIMEOUT = 15.0  # the RP2040 reboots within a second or two of the last block
 APPEAR_TIMEOUT = 10.0
 
@@ -293,8 +323,10 @@ def pick_drive(drive: str | None, globs=DRIVE_GLOBS) -> Path:
         return path
     found = find_drives(globs)
     if not found:
-        raise UserError(f"no {DRIVE_LABEL} drive found: hold BOOTSEL while plugging the board in "
-                        "(or give --drive DIR where it is mounted)")
+        raise UserError(
+            f"no {DRIVE_LABEL} drive found: hold BOOTSEL while plugging the board in "
+            "(or give --drive DIR where it is mounted)"
+        )
     if len(found) > 1:
         raise UserError(f"several UF2 drives found ({', '.join(map(str, found))}): choose one with --drive")
     return found[0]
@@ -333,8 +365,10 @@ def copy_uf2(firmware: Path, drive: Path, timeout: float = GONE_TIMEOUT) -> None
         if (Path(drive) / INFO_FILE).exists():
             raise UserError(f"cannot write to {drive}: {e.strerror or e}") from None
     if not wait_gone(drive, timeout):
-        raise UserError(f"the {DRIVE_LABEL} drive is still there {timeout:.0f} s after the copy: "
-                        "the board did not take the file (wrong family or damaged file?)")
+        raise UserError(
+            f"the {DRIVE_LABEL} drive is still there {timeout:.0f} s after the copy: "
+            "the board did not take the file (wrong family or damaged file?)"
+        )
 
 
 def check_uf2(data: bytes, profile: dict, name: str = "firmware") -> uf2.UF2Info:
@@ -362,8 +396,13 @@ def reboot_to_bootloader(port: str) -> None:
     from .paths import tool_exe
 
     try:
-        subprocess.run([tool_exe("mpremote"), "connect", port, "bootloader"], stdin=subprocess.DEVNULL,
-                       stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=15)
+        subprocess.run(
+            [tool_exe("mpremote"), "connect", port, "bootloader"],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            timeout=15,
+        )
     except subprocess.TimeoutExpired:
         raise UserError(f"no answer from MicroPython on {port} (mpremote bootloader timed out)") from None
 
@@ -379,12 +418,22 @@ def wait_drive(globs=DRIVE_GLOBS, timeout: float = APPEAR_TIMEOUT, poll: float =
         time.sleep(poll)
 
 
-def flash_rp2040(profile: dict, firmware: Path, drive: str | None, port: str | None, dry_run: bool,
-                 out=print, globs=DRIVE_GLOBS, timeout: float = GONE_TIMEOUT) -> int:
+def flash_rp2040(
+    profile: dict,
+    firmware: Path,
+    drive: str | None,
+    port: str | None,
+    dry_run: bool,
+    out=print,
+    globs=DRIVE_GLOBS,
+    timeout: float = GONE_TIMEOUT,
+) -> int:
     data = firmware.read_bytes()
     info = check_uf2(data, profile, firmware.name)
-    out(f"{firmware.name}: UF2 for {uf2.family_name(info.family)}, {info.blocks} blocks, "
-        f"{info.payload} bytes at 0x{info.start:08x}..0x{info.end:08x}")
+    out(
+        f"{firmware.name}: UF2 for {uf2.family_name(info.family)}, {info.blocks} blocks, "
+        f"{info.payload} bytes at 0x{info.start:08x}..0x{info.end:08x}"
+    )
     pico = None if drive else picotool_cmd(firmware)
     if pico:  # untested here: picotool is not installed in CI
         if dry_run:
@@ -393,8 +442,10 @@ def flash_rp2040(profile: dict, firmware: Path, drive: str | None, port: str | N
         p = subprocess.run(pico, stdin=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=ESPTOOL_TIMEOUT)
         if p.returncode:
             err = p.stderr.decode("utf-8", "replace").strip().splitlines()
-            raise UserError(f"picotool failed: {err[-1] if err else 'exit %d' % p.returncode} "
-                            "(hold BOOTSEL while plugging in, or use --drive)")
+            raise UserError(
+                f"picotool failed: {err[-1] if err else 'exit %d' % p.returncode} "
+                "(hold BOOTSEL while plugging in, or use --drive)"
+            )
         out(f"flashed {profile['name']} with picotool")
         return 0
     if dry_run:
@@ -415,8 +466,16 @@ def flash_rp2040(profile: dict, firmware: Path, drive: str | None, port: str | N
     return 0
 
 
-def flash(profile: dict, firmware: str, port: str | None = None, drive: str | None = None,
-          erase: bool = False, baud: int = DEFAULT_BAUD, dry_run: bool = False, out=print) -> int:
+def flash(
+    profile: dict,
+    firmware: str,
+    port: str | None = None,
+    drive: str | None = None,
+    erase: bool = False,
+    baud: int = DEFAULT_BAUD,
+    dry_run: bool = False,
+    out=print,
+) -> int:
     """Flash `firmware` onto the board of `profile`; UserError on anything the user can fix."""
     path = Path(firmware)
     if not path.is_file():
@@ -428,7 +487,8 @@ def flash(profile: dict, firmware: str, port: str | None = None, drive: str | No
         return flash_esp32(profile, path, port, baud, erase, dry_run, out)
     if fam == "rp2040":
         if erase:
-            raise UserError("--erase is for esp32 boards (an RP2040 UF2 overwrites what it covers; "
-                            "flash_nuke.uf2 erases all)")
+            raise UserError(
+                "--erase is for esp32 boards (an RP2040 UF2 overwrites what it covers; flash_nuke.uf2 erases all)"
+            )
         return flash_rp2040(profile, path, drive, port, dry_run, out)
     raise UserError(f"board {profile['name']} ({fam}) is not flashed: it is a virtual board (use `lowwater run`)")

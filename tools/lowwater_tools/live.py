@@ -62,16 +62,18 @@ def is_terminal(console: Console | None = None) -> bool:
     return (console or Console()).is_terminal
 
 
-def heap_bar(free: int | None, heap: int | None, warn: int | None, minimum: int | None,
-             width: int = BAR_WIDTH) -> Text:
+def heap_bar(free: int | None, heap: int | None, warn: int | None, minimum: int | None, width: int = BAR_WIDTH) -> Text:
     """`[#####|####|......]` free heap out of heap; `|` marks min_free and warn_free."""
     if not free or not heap or heap <= 0:
         return Text("-" * width, style="dim")
+
     def col(v):
         return max(0, min(width - 1, int(v * width / heap)))
+
     filled = max(0, min(width, round(free * width / heap)))
-    level = "critical" if minimum is not None and free < minimum else (
-        "warn" if warn is not None and free < warn else "ok")
+    level = (
+        "critical" if minimum is not None and free < minimum else ("warn" if warn is not None and free < warn else "ok")
+    )
     chars = ["#" if i < filled else "." for i in range(width)]
     marks = {col(v) for v in (warn, minimum) if isinstance(v, int)}
     for m in marks:
@@ -97,17 +99,27 @@ def event_text(rec: Record) -> Text:
     """One highlighted line for an event record (lvl, shed, err, boot, end)."""
     if rec.kind == "lvl":
         to = str(rec.get("to"))
-        return Text.assemble(("level ", "bold"), (str(rec.get("from")), LEVEL_STYLE.get(str(rec.get("from")), "")),
-                             " -> ", (to, LEVEL_STYLE.get(to, "bold")),
-                             f"  free={rec.get('free')}  t={rec.t}")
+        return Text.assemble(
+            ("level ", "bold"),
+            (str(rec.get("from")), LEVEL_STYLE.get(str(rec.get("from")), "")),
+            " -> ",
+            (to, LEVEL_STYLE.get(to, "bold")),
+            f"  free={rec.get('free')}  t={rec.t}",
+        )
     return Text(rec.line, style=_EVENT_STYLE.get(rec.kind) or "")
 
 
 class LiveView:
     """Shows records as they arrive; keeps the Summary (view.summary)."""
 
-    def __init__(self, console: Console | None = None, profile: dict | None = None,
-                 plain: bool | None = None, quiet: bool = False, title: str = "lowwater"):
+    def __init__(
+        self,
+        console: Console | None = None,
+        profile: dict | None = None,
+        plain: bool | None = None,
+        quiet: bool = False,
+        title: str = "lowwater",
+    ):
         self.console = console or Console(highlight=False)
         self.err_console = Console(stderr=True, highlight=False)
         self.plain = (not self.console.is_terminal) if plain is None else plain
@@ -122,8 +134,14 @@ class LiveView:
 
     def __enter__(self):
         if not self.plain and not self.quiet:
-            self._live = Live(console=self.console, refresh_per_second=4, transient=False,
-                              get_renderable=self.render, redirect_stdout=False, redirect_stderr=False)
+            self._live = Live(
+                console=self.console,
+                refresh_per_second=4,
+                transient=False,
+                get_renderable=self.render,
+                redirect_stdout=False,
+                redirect_stderr=False,
+            )
             self._live.start()
         return self
 
@@ -169,8 +187,13 @@ class LiveView:
         t = Table.grid(padding=(0, 2))
         t.add_column(style="bold")
         t.add_column()
-        t.add_row("free heap", Text.assemble(heap_bar(free, bud["heap"], bud["warn"], bud["min"]),
-                                             f"  {_fmt_bytes(free)} of {_fmt_bytes(bud['heap'])}"))
+        t.add_row(
+            "free heap",
+            Text.assemble(
+                heap_bar(free, bud["heap"], bud["warn"], bud["min"]),
+                f"  {_fmt_bytes(free)} of {_fmt_bytes(bud['heap'])}",
+            ),
+        )
         t.add_row("budget", f"warn < {_fmt_bytes(bud['warn'])}   critical < {_fmt_bytes(bud['min'])}")
         lw = s.low_water
         lw_level = None
@@ -181,13 +204,17 @@ class LiveView:
         gc = s.gc
         if gc:
             srt = sorted(gc)
-            t.add_row("gc pause", f"last {_fmt_us(gc[-1])}   median {_fmt_us(srt[len(srt) // 2])}   "
-                                  f"max {_fmt_us(srt[-1])}")
+            t.add_row(
+                "gc pause", f"last {_fmt_us(gc[-1])}   median {_fmt_us(srt[len(srt) // 2])}   max {_fmt_us(srt[-1])}"
+            )
         else:
             t.add_row("gc pause", "-")
         if stat:
-            t.add_row("chunks", f"{stat.get('chunks', '-')}   processed {stat.get('processed', '-')}   "
-                                f"dropped {stat.get('dropped', '-')}   errors {stat.get('errors', '-')}")
+            t.add_row(
+                "chunks",
+                f"{stat.get('chunks', '-')}   processed {stat.get('processed', '-')}   "
+                f"dropped {stat.get('dropped', '-')}   errors {stat.get('errors', '-')}",
+            )
         else:
             t.add_row("chunks", "-")
         t.add_row("records", f"{s.records}   level changes {len(s.level_changes)}   boots {s.boots}")
@@ -196,8 +223,12 @@ class LiveView:
             parts.append(Text(self.status, style="yellow"))
         board = s.boot.get("board") or (s.profile or {}).get("name") or "?"
         elapsed = time.monotonic() - self._start
-        return Panel(Group(*parts), title=f"{self.title}: {board}", subtitle=f"{elapsed:.0f} s",
-                     border_style=LEVEL_STYLE.get(level, "blue"))
+        return Panel(
+            Group(*parts),
+            title=f"{self.title}: {board}",
+            subtitle=f"{elapsed:.0f} s",
+            border_style=LEVEL_STYLE.get(level, "blue"),
+        )
 
 
 def summary_rows(result: dict) -> list[tuple[str, str]]:
@@ -210,27 +241,47 @@ def summary_rows(result: dict) -> list[tuple[str, str]]:
     rows.append(("chunks", _dash(r.get("chunks"))))
     rows.append(("processed", _dash(r.get("processed"))))
     rows.append(("dropped", _dash(r.get("dropped"))))
-    rows.append(("errors", _dash(r.get("errors")) + (f" ({r['err_records']} err records"
-                                                     + (f", {r['memory_errors']} MemoryError" if r["memory_errors"] else "")
-                                                     + ")" if r.get("err_records") else "")))
+    rows.append(
+        (
+            "errors",
+            _dash(r.get("errors"))
+            + (
+                f" ({r['err_records']} err records"
+                + (f", {r['memory_errors']} MemoryError" if r["memory_errors"] else "")
+                + ")"
+                if r.get("err_records")
+                else ""
+            ),
+        )
+    )
     lw = r.get("low_water")
     lw_text = _fmt_bytes(lw)
     if lw is not None and r.get("warn") is not None:
-        lw_text += f" (budget: warn {_fmt_bytes(r['warn'])}, min {_fmt_bytes(r['min'])}, heap {_fmt_bytes(r.get('heap'))})"
+        lw_text += (
+            f" (budget: warn {_fmt_bytes(r['warn'])}, min {_fmt_bytes(r['min'])}, heap {_fmt_bytes(r.get('heap'))})"
+        )
         if r.get("low_water_level"):
             lw_text += f": {r['low_water_level']}"
     rows.append(("low-water", lw_text))
     gc = r.get("gc_us")
     if gc:
-        rows.append(("gc pause", f"median {_fmt_us(gc['median'])}, p99 {_fmt_us(gc['p99'])}, "
-                                 f"max {_fmt_us(gc['max'])} (n={gc['n']})"))
+        rows.append(
+            (
+                "gc pause",
+                f"median {_fmt_us(gc['median'])}, p99 {_fmt_us(gc['p99'])}, max {_fmt_us(gc['max'])} (n={gc['n']})",
+            )
+        )
     else:
         rows.append(("gc pause", "-"))
     c = r.get("checks") or {}
     rows.append(("checks", ", ".join(f"{k} {v}" for k, v in c.items())))
     changes = r.get("level_changes") or []
-    rows.append(("level changes", str(len(changes)) + (
-        ": " + ", ".join(f"{x['from']}->{x['to']}" for x in changes[-6:]) if changes else "")))
+    rows.append(
+        (
+            "level changes",
+            str(len(changes)) + (": " + ", ".join(f"{x['from']}->{x['to']}" for x in changes[-6:]) if changes else ""),
+        )
+    )
     if r.get("boots", 0) > 1:
         rows.append(("boots", f"{r['boots']} (the board reset)"))
     rows.append(("end record", "yes" if r.get("ended") else "no"))
@@ -241,8 +292,9 @@ def _dash(v) -> str:
     return "-" if v is None else str(v)
 
 
-def render_summary(result: dict, console: Console | None = None, plain: bool | None = None,
-                   title: str = "summary") -> None:
+def render_summary(
+    result: dict, console: Console | None = None, plain: bool | None = None, title: str = "summary"
+) -> None:
     """Print the summary: a rich table on a terminal, `label: text` lines otherwise."""
     console = console or Console(highlight=False)
     if plain is None:

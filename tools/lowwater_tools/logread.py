@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import io
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Callable, Iterator, Union
 
@@ -78,8 +78,9 @@ class Source:
 Event = Union[Record, Skip]
 
 
-def scan_file(f: BinaryIO, size: int, name: str, from_seq: int = 0,
-              report: FileReport | None = None, chunk: int = CHUNK) -> Iterator[Event]:
+def scan_file(
+    f: BinaryIO, size: int, name: str, from_seq: int = 0, report: FileReport | None = None, chunk: int = CHUNK
+) -> Iterator[Event]:
     """Yield the Records (seq >= from_seq) and Skips of one open log file, in file
     order. Records below from_seq are still checked and counted, not yielded.
     Every byte is accounted for: sum(record sizes, all seqs) + sum(skips) == size."""
@@ -110,7 +111,7 @@ def is_littlefs_image(head: bytes, size: int) -> bool:
     """A littlefs2 superblock names itself "littlefs" at offset 8 of block 0 or 1."""
     if size < 2 * BLOCK_SIZE or size % BLOCK_SIZE:
         return False
-    return head[8:16] == LFS_MAGIC or head[BLOCK_SIZE + 8:BLOCK_SIZE + 16] == LFS_MAGIC
+    return head[8:16] == LFS_MAGIC or head[BLOCK_SIZE + 8 : BLOCK_SIZE + 16] == LFS_MAGIC
 
 
 def _dir_sources(d: Path) -> list[Source]:
@@ -120,7 +121,7 @@ def _dir_sources(d: Path) -> list[Source]:
         if i >= 0 and p.is_file():
             found.append((i, p))
     found.sort()
-    return [Source(p.name, p.stat().st_size, (lambda p=p: open(p, "rb"))) for _, p in found]
+    return [Source(p.name, p.stat().st_size, (lambda p=p: open(p, "rb"))) for _, p in found]  # type: ignore[misc]
 
 
 def _image_sources(img: Path, fs_size: int | None, log_path: str) -> list[Source]:
@@ -140,8 +141,9 @@ def _image_sources(img: Path, fs_size: int | None, log_path: str) -> list[Source
         fs.mount()
     except (LittleFSError, OSError, ValueError) as e:
         hint = "" if fs_size is not None else "; if the file system is only part of the file, give --fs-size"
-        raise UserError(f"{img}: not a littlefs2 image with {BLOCK_SIZE}-byte blocks "
-                        f"({size // BLOCK_SIZE} blocks): {e}{hint}") from None
+        raise UserError(
+            f"{img}: not a littlefs2 image with {BLOCK_SIZE}-byte blocks ({size // BLOCK_SIZE} blocks): {e}{hint}"
+        ) from None
     log_path = "/" + log_path.strip("/")
     try:
         names = fs.listdir(log_path)
@@ -152,7 +154,7 @@ def _image_sources(img: Path, fs_size: int | None, log_path: str) -> list[Source
     for _, n in found:
         p = f"{log_path}/{n}"
         st = fs.stat(p)
-        out.append(Source(f"{img.name}:{p}", st.size, (lambda p=p: fs.open(p, "rb"))))
+        out.append(Source(f"{img.name}:{p}", st.size, (lambda p=p: fs.open(p, "rb"))))  # type: ignore[misc, arg-type]
     return out
 
 
@@ -175,8 +177,13 @@ def sources(target: str | os.PathLike, fs_size: int | None = None, log_path: str
     return [Source(p.name, size, lambda: open(p, "rb"))]
 
 
-def read(target: str | os.PathLike, from_seq: int = 0, fs_size: int | None = None,
-         log_path: str = "/log", reports: list[FileReport] | None = None) -> Iterator[Event]:
+def read(
+    target: str | os.PathLike,
+    from_seq: int = 0,
+    fs_size: int | None = None,
+    log_path: str = "/log",
+    reports: list[FileReport] | None = None,
+) -> Iterator[Event]:
     """Records and Skips of every log file of TARGET, oldest file first. A
     FileReport per file is appended to `reports` (complete once its file is done)."""
     for src in sources(target, fs_size, log_path):

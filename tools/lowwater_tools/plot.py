@@ -65,8 +65,9 @@ def plot(records: list[Record], out_path, profile: dict | None = None) -> Path:
     matplotlib.use("Agg", force=True)
     import matplotlib.pyplot as plt
 
-    fig, (ax, gx) = plt.subplots(2, 1, sharex=True, figsize=(10, 6.5),
-                                 gridspec_kw={"height_ratios": [3, 1]}, constrained_layout=True)
+    fig, (ax, gx) = plt.subplots(
+        2, 1, sharex=True, figsize=(10, 6.5), gridspec_kw={"height_ratios": [3, 1]}, constrained_layout=True
+    )
     try:
         t = [m[0] for m in data["mem"]]
         free = [m[1] for m in data["mem"]]

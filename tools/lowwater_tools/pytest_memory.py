@@ -29,15 +29,25 @@ RUNNER = Path(__file__).resolve().with_name("_mp_marker_runner.py")
 
 MARKERS = {
     "limit_memory": "limit_memory(size): fail when the test body's peak heap above its start exceeds size "
-                    "(e.g. '24 KB'; MicroPython: the body runs with only size bytes of heap free)",
+    "(e.g. '24 KB'; MicroPython: the body runs with only size bytes of heap free)",
     "no_alloc": "no_alloc(tolerance=None, warmups=1): call the test body warmups times, then fail when one "
-                "more call allocates heap (CPython: more than lowwater.prof.TOLERANCE bytes)",
+    "more call allocates heap (CPython: more than lowwater.prof.TOLERANCE bytes)",
     "limit_leaks": "limit_leaks(size, warmups=3, runs=10): call the test body warmups+runs times and fail when "
-                   "it retains more than size bytes per run (least-squares slope)",
+    "it retains more than size bytes per run (least-squares slope)",
 }
 
-_UNITS = {"": 1, "b": 1, "kb": 1024, "kib": 1024, "k": 1024, "mb": 1 << 20, "mib": 1 << 20, "m": 1 << 20,
-          "gb": 1 << 30, "gib": 1 << 30}
+_UNITS = {
+    "": 1,
+    "b": 1,
+    "kb": 1024,
+    "kib": 1024,
+    "k": 1024,
+    "mb": 1 << 20,
+    "mib": 1 << 20,
+    "m": 1 << 20,
+    "gb": 1 << 30,
+    "gib": 1 << 30,
+}
 _SIZE = re.compile(r"\s*([0-9]+(?:\.[0-9]+)?)\s*([A-Za-z]*)\s*")
 
 
@@ -90,12 +100,17 @@ def spec(item) -> dict:
         m = item.get_closest_marker("no_alloc")
         if m:
             tol = _arg(m, "tolerance", 0, None)
-            out["no_alloc"] = {"tolerance": None if tol is None else parse_size(tol),
-                               "warmups": int(_arg(m, "warmups", 1, 1))}
+            out["no_alloc"] = {
+                "tolerance": None if tol is None else parse_size(tol),
+                "warmups": int(_arg(m, "warmups", 1, 1)),
+            }
         m = item.get_closest_marker("limit_leaks")
         if m:
-            out["limit_leaks"] = {"size": parse_size(_arg(m, "size", 0, None)),
-                                  "warmups": int(_arg(m, "warmups", 1, 3)), "runs": int(_arg(m, "runs", 2, 10))}
+            out["limit_leaks"] = {
+                "size": parse_size(_arg(m, "size", 0, None)),
+                "warmups": int(_arg(m, "warmups", 1, 3)),
+                "runs": int(_arg(m, "runs", 2, 10)),
+            }
             if out["limit_leaks"]["runs"] < 3:
                 raise ValueError("runs must be >= 3")
     except (ValueError, TypeError) as e:
@@ -163,9 +178,13 @@ def pytest_pyfunc_call(pyfuncitem):
             return (yield)
         finally:
             if not getattr(pyfuncitem, "_lw_memory_mp", False):
-                warnings.warn(pytest.PytestWarning(
-                    f"{pyfuncitem.nodeid}: memory markers not enforced on MicroPython "
-                    "(the harness does not call lowwater_tools.pytest_memory.mp_argv)"))
+                warnings.warn(
+                    pytest.PytestWarning(
+                        f"{pyfuncitem.nodeid}: memory markers not enforced on MicroPython "
+                        "(the harness does not call lowwater_tools.pytest_memory.mp_argv)"
+                    ),
+                    stacklevel=2,
+                )
     original = pyfuncitem.obj
     pyfuncitem.obj = guard(original, s, pyfuncitem.name)
     try:
@@ -190,9 +209,11 @@ def guard(fn, s: dict, name: str):
         except (TypeError, ValueError):
             pos, kw = args, kwargs
         if kw:
+
             def body():
                 return fn(*pos, **kw)
         else:
+
             def body():
                 return fn(*pos)
 
@@ -210,8 +231,11 @@ def guard(fn, s: dict, name: str):
                 tm.stop()
         limit = s.get("limit_memory")
         if limit is not None and peak > limit:
-            pytest.fail(f"limit_memory: {name} allocated {_fmt(peak)} at peak, over the limit of {_fmt(limit)} "
-                        "(CPython, tracemalloc)", pytrace=False)
+            pytest.fail(
+                f"limit_memory: {name} allocated {_fmt(peak)} at peak, over the limit of {_fmt(limit)} "
+                "(CPython, tracemalloc)",
+                pytrace=False,
+            )
 
     return guarded
 
@@ -243,9 +267,11 @@ def _run(prof, body, s, name):
         return
     r = prof.LeakCheck(call, ll["warmups"], ll["runs"], ll["size"]).run()
     if r.leaked:
-        pytest.fail(f"limit_leaks: {name} retains {r.slope:.1f} B per run, over the limit of {_fmt(ll['size'])} "
-                    f"per run ({ll['runs']} runs after {ll['warmups']} warm-ups; CPython, tracemalloc)",
-                    pytrace=False)
+        pytest.fail(
+            f"limit_leaks: {name} retains {r.slope:.1f} B per run, over the limit of {_fmt(ll['size'])} "
+            f"per run ({ll['runs']} runs after {ll['warmups']} warm-ups; CPython, tracemalloc)",
+            pytrace=False,
+        )
 
 
 def _fmt(n: int) -> str:

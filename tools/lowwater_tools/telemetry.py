@@ -36,21 +36,44 @@ _TICKS_HALF = TICKS_PERIOD >> 1
 # The whole record from the prefix to the end of the line: kind, then zero or
 # more ` key=value`, then any number of \r (boards print \r\n). Exact: one space
 # between items, no trailing blanks.
-_RECORD = re.compile(
-    rb"LW1 ([a-z][a-z0-9_]*)((?: [a-z_][a-z0-9_]*=[A-Za-z0-9_.:/+\-]+)*)\r*"
-)
+_RECORD = re.compile(rb"LW1 ([a-z][a-z0-9_]*)((?: [a-z_][a-z0-9_]*=[A-Za-z0-9_.:/+\-]+)*)\r*")
 _INT = re.compile(r"-?[0-9]+")
 
 # Keys in the order of the table in docs/telemetry.md (first appearance); CSV
 # columns follow it, then keys not listed here in the order they were first seen.
 DOC_KEYS = (
-    "t", "board", "heap", "warn", "min", "chunk", "count", "ver",            # boot
-    "n", "free", "alloc", "lw", "lvl", "gc_us",                              # mem
-    "from", "to",                                                            # lvl
-    "what", "bytes", "entries",                                              # shed
-    "chunks", "processed", "dropped", "errors", "smin", "smax", "smean",     # stat
-    "where", "exc",                                                          # err
-    "gc_max_us", "gc_mean_us", "checks", "critical",                        # end
+    "t",
+    "board",
+    "heap",
+    "warn",
+    "min",
+    "chunk",
+    "count",
+    "ver",  # boot
+    "n",
+    "free",
+    "alloc",
+    "lw",
+    "lvl",
+    "gc_us",  # mem
+    "from",
+    "to",  # lvl
+    "what",
+    "bytes",
+    "entries",  # shed
+    "chunks",
+    "processed",
+    "dropped",
+    "errors",
+    "smin",
+    "smax",
+    "smean",  # stat
+    "where",
+    "exc",  # err
+    "gc_max_us",
+    "gc_mean_us",
+    "checks",
+    "critical",  # end
 )
 _DOC_RANK = {k: i for i, k in enumerate(DOC_KEYS)}
 CSV_LEAD = ("host_time", "seq", "kind", "t")
@@ -513,8 +536,9 @@ class Summary:
             if _is_int(f.get("gc_us")):
                 self.gc.append(f["gc_us"])
         elif k == "lvl":
-            self.level_changes.append({"t": f.get("t"), "from": f.get("from"), "to": f.get("to"),
-                                       "free": f.get("free")})
+            self.level_changes.append(
+                {"t": f.get("t"), "from": f.get("from"), "to": f.get("to"), "free": f.get("free")}
+            )
             if isinstance(f.get("to"), str):
                 self.last_level = f["to"]
         elif k == "err":
@@ -557,18 +581,24 @@ class Summary:
         """heap/warn/min: from the boot record, else from the profile."""
         p = self.profile or {}
         b = self.boot
-        return {"heap": b.get("heap", p.get("heap")), "warn": b.get("warn", p.get("warn_free")),
-                "min": b.get("min", p.get("min_free"))}
+        return {
+            "heap": b.get("heap", p.get("heap")),
+            "warn": b.get("warn", p.get("warn_free")),
+            "min": b.get("min", p.get("min_free")),
+        }
 
     def result(self) -> dict:
         bud = self.budget()
-        totals = {key: (self._done[key] + self._seg.get(key, 0)) if self._have_totals else None
-                  for key in self._done}
+        totals = {key: (self._done[key] + self._seg.get(key, 0)) if self._have_totals else None for key in self._done}
         gc = None
         if self.gc or self.gc_max_end is not None:
             gmax = max([*self.gc, *([self.gc_max_end] if self.gc_max_end is not None else [])])
-            gc = {"n": len(self.gc), "median": statistics.median(self.gc) if self.gc else None,
-                  "p99": percentile(self.gc, 99) if self.gc else None, "max": gmax}
+            gc = {
+                "n": len(self.gc),
+                "median": statistics.median(self.gc) if self.gc else None,
+                "p99": percentile(self.gc, 99) if self.gc else None,
+                "max": gmax,
+            }
         lw = self.low_water
         level = None
         if lw is not None and _is_int(bud["warn"]) and _is_int(bud["min"]):

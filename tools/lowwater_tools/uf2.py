@@ -78,9 +78,8 @@ def build_uf2(data: bytes, base_addr: int, family: int, payload: int = 256) -> b
     n = max(1, -(-len(data) // payload))
     out = bytearray()
     for i in range(n):
-        chunk = data[i * payload:(i + 1) * payload].ljust(payload, b"\x00")
-        out += _HEAD.pack(MAGIC_START0, MAGIC_START1, FLAG_FAMILY_ID, base_addr + i * payload,
-                          payload, i, n, family)
+        chunk = data[i * payload : (i + 1) * payload].ljust(payload, b"\x00")
+        out += _HEAD.pack(MAGIC_START0, MAGIC_START1, FLAG_FAMILY_ID, base_addr + i * payload, payload, i, n, family)
         out += chunk.ljust(MAX_PAYLOAD, b"\x00")
         out += _END.pack(MAGIC_END)
     return bytes(out)
@@ -134,8 +133,8 @@ def check_rp2040(data: bytes, flash_size: int) -> None:
         if flags & FLAG_NOT_MAIN_FLASH:
             continue
         if size != 256 or addr % 256:
-            raise UF2Error(f"block {i}: RP2040 needs 256-byte payloads at 256-aligned addresses "
-                           f"(got {size} at 0x{addr:08X})")
+            raise UF2Error(
+                f"block {i}: RP2040 needs 256-byte payloads at 256-aligned addresses (got {size} at 0x{addr:08X})"
+            )
         if not (lo <= addr and addr + size <= hi):
-            raise UF2Error(f"block {i}: address 0x{addr:08X} is outside the board's flash "
-                           f"(0x{lo:08X}..0x{hi:08X})")
+            raise UF2Error(f"block {i}: address 0x{addr:08X} is outside the board's flash (0x{lo:08X}..0x{hi:08X})")

@@ -30,8 +30,10 @@ def ensure(path: str | os.PathLike, fs_size: int, fresh: bool = False) -> bool:
     if path.exists() and not fresh:
         have = path.stat().st_size
         if have != size:
-            raise UserError(f"image {path} is {have} bytes, the board's filesystem is {size} bytes "
-                            "(fs_size): use --fresh to erase it, or another --image")
+            raise UserError(
+                f"image {path} is {have} bytes, the board's filesystem is {size} bytes "
+                "(fs_size): use --fresh to erase it, or another --image"
+            )
         return False
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "wb") as f:
@@ -53,8 +55,9 @@ def open_fs(path: str | os.PathLike, fs_size: int | None = None):
     size = fs_size if fs_size is not None else len(data)
     if len(data) != block_count(size) * BLOCK_SIZE:
         raise UserError(f"image {path} is {len(data)} bytes, expected {block_count(size) * BLOCK_SIZE}")
-    fs = LittleFS(context=UserContext(buffer=bytearray(data)), block_size=BLOCK_SIZE,
-                  block_count=block_count(size), mount=False)
+    fs = LittleFS(
+        context=UserContext(buffer=bytearray(data)), block_size=BLOCK_SIZE, block_count=block_count(size), mount=False
+    )
     try:
         fs.mount()
     except Exception as e:

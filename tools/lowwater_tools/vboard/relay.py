@@ -144,8 +144,14 @@ class VirtualBoard:
     socket: "HOST:PORT" to also serve the board over TCP (PORT 0 picks one);
     timeout: bound for every wait (start, reboot, shutdown)."""
 
-    def __init__(self, board: str = boards.DEFAULT_BOARD, image=None, socket: str | None = None,
-                 timeout: float = 10.0, fresh: bool = False):
+    def __init__(
+        self,
+        board: str = boards.DEFAULT_BOARD,
+        image=None,
+        socket: str | None = None,
+        timeout: float = 10.0,
+        fresh: bool = False,
+    ):
         self.profile = boards.load(board)
         self.board = self.profile["name"]
         self.heap = boards.unix_heap(self.profile)  # what user code gets (see BOOT_RESERVE)
@@ -272,8 +278,10 @@ class VirtualBoard:
                     raise UserError("virtual board closed")
                 left = deadline - time.monotonic()
                 if left <= 0:
-                    raise UserError(f"virtual board: still waiting after {self.timeout if timeout is None else timeout:g} s; "
-                                    "it printed:\n" + self.transcript()[-2000:])
+                    raise UserError(
+                        f"virtual board: still waiting after {self.timeout if timeout is None else timeout:g} s; "
+                        "it printed:\n" + self.transcript()[-2000:]
+                    )
                 self._cond.wait(left)
 
     def transcript(self) -> str:
@@ -291,14 +299,33 @@ class VirtualBoard:
         in_r, in_w = os.pipe()
         out_r, out_w = os.pipe()
         ctl_r, ctl_w = os.pipe()
-        argv = [micropython_exe(), "-X", f"heapsize={self.heap + BOOT_RESERVE}", "-i", str(VBOOT), self.image_path,
-                str(_image.block_count(self.fs_size)), mode, cause, str(ctl_w), self.board,
-                str(_FREQ.get(self.profile["family"], 100_000_000))]
+        argv = [
+            micropython_exe(),
+            "-X",
+            f"heapsize={self.heap + BOOT_RESERVE}",
+            "-i",
+            str(VBOOT),
+            self.image_path,
+            str(_image.block_count(self.fs_size)),
+            mode,
+            cause,
+            str(ctl_w),
+            self.board,
+            str(_FREQ.get(self.profile["family"], 100_000_000)),
+        ]
         env = {"MICROPYPATH": ".frozen"}  # a board has no environment (no LOWWATER_BOARD, no HOME)
         try:
-            proc = subprocess.Popen(argv, stdin=in_r, stdout=out_w, stderr=out_w, pass_fds=(ctl_w,),
-                                    start_new_session=True, env=env, cwd=str(DEVICE_DIR),
-                                    preexec_fn=_die_with_parent)
+            proc = subprocess.Popen(
+                argv,
+                stdin=in_r,
+                stdout=out_w,
+                stderr=out_w,
+                pass_fds=(ctl_w,),
+                start_new_session=True,
+                env=env,
+                cwd=str(DEVICE_DIR),
+                preexec_fn=_die_with_parent,
+            )
         finally:
             for fd in (in_r, out_w, ctl_w):
                 os.close(fd)
@@ -527,10 +554,10 @@ class VirtualBoard:
             out = buf[:i]
             c.filter = "banner"
             c.scan = b""
-            return out + self._filter(c, buf[i + len(SENTINEL):])
+            return out + self._filter(c, buf[i + len(SENTINEL) :])
         i = buf.find(RAW_BANNER)
         if i < 0:
-            c.scan = buf[-(len(RAW_BANNER) - 1):]
+            c.scan = buf[-(len(RAW_BANNER) - 1) :]
             return b""
         c.filter = None
         c.scan = b""
