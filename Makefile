@@ -24,9 +24,10 @@ $(STAMP): pyproject.toml
 
 # Run the firmware on a virtual board (docs/vboard.md): start it with the
 # board's heap and littlefs flash, deploy lib/ + firmware/ + the profile with
-# `lowwater deploy`, watch it with `lowwater monitor`, print the summary.
+# `lowwater deploy --mpy` (.py source would need ~20 KB more heap to compile
+# on the unix profile), watch it with `lowwater monitor`, print the summary.
 run: $(STAMP)
-	$(LW) vboard --board $(BOARD) --deploy --monitor $(if $(DURATION),--duration $(DURATION))
+	$(LW) vboard --board $(BOARD) --deploy --mpy --monitor $(if $(DURATION),--duration $(DURATION))
 
 # The firmware straight on the unix port (no pty, no flash): a bounded run.
 run-unix: $(STAMP)

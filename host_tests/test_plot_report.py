@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import xml.etree.ElementTree as ET
+from pathlib import Path
 
 import pytest
 
@@ -229,3 +230,23 @@ def prof_blocks(text: bytes):
     from lowwater_tools.paths import device_module
 
     return device_module("prof").parse_max_free(text)
+
+
+# ------------------------------------------------ a real `make run` capture
+
+# Raw serial bytes captured by `lowwater monitor --capture` from a virtual board
+# running the firmware as `make run` starts it (soft reset, boot, flash log):
+# the same file docs/img/make_run_unix.png was drawn from.
+CAPTURE = Path(__file__).parent / "data" / "make_run_unix.log"
+
+
+def test_plot_and_report_a_real_make_run_capture(tmp_path, capsys):
+    out = tmp_path / "mem.png"
+    assert cli.main(["plot", str(CAPTURE), "-o", str(out)]) == 0
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and out.stat().st_size > 10_000
+    capsys.readouterr()
+    assert cli.main(["report", str(CAPTURE), "--json"]) == 0
+    rep = json.loads(capsys.readouterr().out)
+    assert rep["chunks"] > 10_000 and rep["dropped"] == 0
+    assert rep["low_water"] > rep["budget"]["warn"] > rep["budget"]["min"]
+    assert rep["leak"]["verdict"] == "ok"
