@@ -41,3 +41,25 @@ def _repo_root_cwd():
     os.chdir(ROOT)
     yield
     os.chdir(old)
+
+
+def pytest_terminal_summary(terminalreporter):
+    # Show that the portable tests ran on both runtimes (item ids end in
+    # [cpython] / [micropython], host_tests/portable/conftest.py).
+    counts: dict[str, dict[str, int]] = {}
+    for outcome in ("passed", "failed", "skipped", "error"):
+        for rep in terminalreporter.stats.get(outcome, []):
+            # one report per item: its call, or the phase where it skipped/errored
+            if rep.when != "call" and outcome == "passed":
+                continue
+            rt = rep.nodeid.rpartition("[")[2].rstrip("]")
+            if rt in ("cpython", "micropython"):
+                counts.setdefault(rt, {}).setdefault(outcome, 0)
+                counts[rt][outcome] += 1
+    if counts:
+        terminalreporter.section("runtimes")
+        for rt in ("cpython", "micropython"):
+            c = counts.get(rt, {})
+            terminalreporter.write_line(
+                f"portable tests on {rt:11s}: " + ", ".join(f"{n} {o}" for o, n in sorted(c.items()))
+            )
