@@ -24,7 +24,7 @@ from pathlib import Path
 
 from .. import boards
 from ..errors import UserError
-from ..paths import LIB, ROOT, micropython_exe, tool_exe
+from ..paths import LIB, ROOT, micropython_exe
 
 HERE = Path(__file__).resolve().parent
 PORTABLE = ROOT / "host_tests" / "portable"  # firstfit.py, ptest.py
@@ -211,35 +211,12 @@ def mp_version() -> tuple[str, int]:
         raise UserError("cannot read the unix port's version (micropython -c ...)") from None
 
 
-# mpy-cross -march per arch field of sys.implementation._mpy (py/persistentcode.h)
-_ARCHS = (
-    None,
-    "x86",
-    "x64",
-    "armv6",
-    "armv6m",
-    "armv7m",
-    "armv7em",
-    "armv7emsp",
-    "armv7emdp",
-    "xtensa",
-    "xtensawin",
-    "rv32imc",
-)
-
-
 def build_mpy(mpy_field: int, out: Path) -> Path:
-    """Compile lib/lowwater/*.py to out/lowwater/*.mpy for the unix port's arch."""
-    arch_i = (mpy_field >> 10) & 0x0F
-    arch = _ARCHS[arch_i] if arch_i < len(_ARCHS) else None
-    dst = out / "lowwater"
-    dst.mkdir(parents=True, exist_ok=True)
-    exe = tool_exe("mpy-cross")
-    for src in sorted((LIB / "lowwater").glob("*.py")):
-        cmd = [exe, *(["-march=" + arch] if arch else []), str(src), "-o", str(dst / (src.stem + ".mpy"))]
-        p = subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=60)
-        if p.returncode:
-            raise UserError(f"mpy-cross failed on {src.name}: {p.stdout.decode('utf-8', 'replace').strip()}")
+    """Compile lib/lowwater to out/lowwater/*.mpy for the unix port's arch
+    (the same build as `make mpy`: lowwater_tools.mpybuild)."""
+    from .. import mpybuild
+
+    mpybuild.build(out, arch=mpybuild.decode_mpy(mpy_field)[2])
     return out
 
 
