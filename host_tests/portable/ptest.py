@@ -73,6 +73,22 @@ def assert_no_alloc(fn, n=1000, what=None):
     micropython.heap_unlock()
 
 
+class FakeMemory:
+    """A Budget memory source the test drives: free() returns free_bytes."""
+
+    def __init__(self, free):
+        self.free_bytes = free
+
+    def collect(self):
+        pass
+
+    def free(self):
+        return self.free_bytes
+
+    def alloc(self):
+        return 1000
+
+
 class Rand:
     """Seeded xorshift32: the same sequence on both runtimes (random differs)."""
 

@@ -11,20 +11,7 @@ except ImportError:  # pragma: no cover
     from uio import StringIO
 
 
-class FakeSource:
-    """Memory source the test drives: free() returns what the test sets."""
-
-    def __init__(self, free):
-        self.free_bytes = free
-
-    def collect(self):
-        pass
-
-    def free(self):
-        return self.free_bytes
-
-    def alloc(self):
-        return 1000
+FakeSource = ptest.FakeMemory
 
 
 class FlakySensor:

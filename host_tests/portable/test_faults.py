@@ -47,18 +47,7 @@ class Sink:
         return [ln for ln in self.lines if ln.startswith("LW1 " + kind + " ")]
 
 
-class FakeSource:
-    def __init__(self, free):
-        self.free_bytes = free
-
-    def collect(self):
-        pass
-
-    def free(self):
-        return self.free_bytes
-
-    def alloc(self):
-        return 1000
+FakeSource = ptest.FakeMemory
 
 
 def _profile(**over):

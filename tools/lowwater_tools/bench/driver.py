@@ -144,15 +144,12 @@ class _CfgFile:
         os.unlink(self.path)
 
 
-def run_mp(script: str, cfg: dict, heap: int, timeout: float, path=(), env_lib=None) -> dict:
-    """Run bench/<script> on the unix port with -X heapsize=heap; its BENCH result."""
-    env = dict(os.environ)
-    env["MICROPYPATH"] = ":".join(str(p) for p in [HERE, *path, env_lib or LIB]) + ":.frozen"
+def _run(cmd_head: list[str], env: dict, script: str, cfg: dict, timeout: float, where: str) -> dict:
+    # One benchmark script in a fresh process; its BENCH result, or a UserError.
     try:
         with _CfgFile(cfg) as cfg_path:
-            cmd = [micropython_exe(), "-X", f"heapsize={heap}", str(HERE / script), cfg_path]
             p = subprocess.run(
-                cmd,
+                [*cmd_head, str(HERE / script), cfg_path],
                 env=env,
                 cwd=ROOT,
                 stdin=subprocess.DEVNULL,
@@ -161,34 +158,24 @@ def run_mp(script: str, cfg: dict, heap: int, timeout: float, path=(), env_lib=N
                 timeout=timeout,
             )
     except subprocess.TimeoutExpired:
-        raise UserError(f"benchmark {script} timed out after {timeout:.0f} s") from None
+        raise UserError(f"benchmark {script}{where} timed out after {timeout:.0f} s") from None
     out = p.stdout.decode("utf-8", "replace")
     if p.returncode:
-        raise UserError(f"benchmark {script} failed (exit {p.returncode}):\n{out[-2000:]}")
+        raise UserError(f"benchmark {script}{where} failed (exit {p.returncode}):\n{out[-2000:]}")
     return _parse(out, script)
+
+
+def run_mp(script: str, cfg: dict, heap: int, timeout: float, path=(), env_lib=None) -> dict:
+    """Run bench/<script> on the unix port with -X heapsize=heap; its BENCH result."""
+    env = dict(os.environ)
+    env["MICROPYPATH"] = ":".join(str(p) for p in [HERE, *path, env_lib or LIB]) + ":.frozen"
+    return _run([micropython_exe(), "-X", f"heapsize={heap}"], env, script, cfg, timeout, "")
 
 
 def run_cpython(script: str, cfg: dict, timeout: float) -> dict:
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(LIB), str(PORTABLE)])
-    try:
-        with _CfgFile(cfg) as cfg_path:
-            cmd = [sys.executable, str(HERE / script), cfg_path]
-            p = subprocess.run(
-                cmd,
-                env=env,
-                cwd=ROOT,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                timeout=timeout,
-            )
-    except subprocess.TimeoutExpired:
-        raise UserError(f"benchmark {script} (CPython) timed out after {timeout:.0f} s") from None
-    out = p.stdout.decode("utf-8", "replace")
-    if p.returncode:
-        raise UserError(f"benchmark {script} on CPython failed (exit {p.returncode}):\n{out[-2000:]}")
-    return _parse(out, script)
+    return _run([sys.executable], env, script, cfg, timeout, " (CPython)")
 
 
 def mp_version() -> tuple[str, int]:
