@@ -12,7 +12,17 @@ DURATION ?= 10
 # make run-unix: chunks to run on the bare unix port (0 = until Ctrl-C).
 CHUNKS ?= 2000
 
-.PHONY: setup run run-unix test bench soak fit mpy size lint clean
+.PHONY: setup sysdeps run run-unix test bench soak fit mpy size lint clean
+
+# Debian packages the suite and benchmarks use (brokers, profilers, load):
+# installed once by `make sysdeps` (.ci/run calls it); needs root and apt.
+DEB_PACKAGES ?= mosquitto mosquitto-clients prometheus valgrind stress-ng
+sysdeps:
+	@missing=$$(for p in $(DEB_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages: $$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
 
 setup: $(STAMP)
 
