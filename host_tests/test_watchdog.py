@@ -1,20 +1,24 @@
 """Watchdog on the virtual board (issue 6 §4): the firmware feeds machine.WDT
 (timeout = profile wdt_ms) once per chunk; when its loop hangs (a sensor that
-never answers, lowwater.faults.HangSensor), the WDT stand-in resets the board
-and the firmware comes back, says why (`LW1 reset cause=wdt`) and runs on."""
+never answers: faults.HangSensor, host_tests/portable/faults.py put in /lib),
+the WDT stand-in resets the board and the firmware comes back, says why (`LW1 reset cause=wdt`) and runs on."""
 
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 from lowwater_tools import soak
 from lowwater_tools.vboard import WDT_RESET_LINE, VirtualBoard
+
+FAULTS = Path(__file__).resolve().parent / "portable" / "faults.py"
 
 WDT_MS = 400
 
 # The flag file makes the hang happen once: the sensor removes it before hanging.
 HANG_ONCE = """\
-from lowwater import app, faults, sensor
+import faults
+from lowwater import app, sensor
 
 app.main(sensor=faults.HangSensor(sensor.SimSensor(1), after=600, flag="hang"))
 """
@@ -23,7 +27,7 @@ app.main(sensor=faults.HangSensor(sensor.SimSensor(1), after=600, flag="hang"))
 def test_hung_loop_is_reset_by_the_watchdog_and_the_firmware_comes_back(tmp_path):
     prof = soak.derived_profile("unix", tmp_path, wdt_ms=WDT_MS)
     img = tmp_path / "flash.lfs"
-    soak.prepare_image(img, prof, main_py=HANG_ONCE, files={"/hang": ""})
+    soak.prepare_image(img, prof, main_py=HANG_ONCE, files={"/hang": "", "/lib/faults.py": FAULTS.read_bytes()})
     with VirtualBoard(board=str(prof), image=img, timeout=20) as vb:
         reader = soak.PortReader(vb.port)
         try:

@@ -239,7 +239,7 @@ def test_window_summaries_go_to_the_flash_log_and_acks_follow_flushes():
 
 
 def test_a_failing_log_is_counted_and_the_loop_goes_on():
-    from lowwater import faults
+    import faults
     from lowwater.flashlog import FlashLog
 
     d = _tmpdir("appfail")

@@ -1,9 +1,12 @@
-# lowwater.faults: fault injectors for tests and soak runs, on the board or the
-# unix port: sensors that fail (OSError as an I2C NACK, short reads, garbage,
-# a hang), a memory hog that drives the budget to warn and critical with real
-# allocations, and MemoryError (or any exception) at chosen calls.
-# docs/reliability.md. Not used by the firmware itself; allocates freely
-# (it is not a hot path): never import it from production code paths.
+# faults: fault injectors for tests and soak runs, on the unix port or a board:
+# sensors that fail (OSError as an I2C NACK, short reads, garbage, a hang), a
+# memory hog that drives the budget to warn and critical with real allocations,
+# and MemoryError (or any exception) at chosen calls. docs/reliability.md.
+# Test-only: it lives in host_tests/portable (importable as `faults` by the
+# portable tests on CPython and MicroPython) and is not part of any package a
+# board gets (it was lowwater.faults; boards never import it). To use it on a
+# board, copy it next to the test script (test_watchdog.py puts it in /lib).
+# Allocates freely (it is not a hot path).
 import gc
 import time
 
