@@ -84,32 +84,85 @@ def test_crc32_twin_agrees_with_binascii():
 
 
 def test_log_written_with_the_twin_reads_with_the_default():
+    # append() seals with crc_update (16-bit halves); the Scanner checks with
+    # binascii.crc32 where the port has it, else with the twin.
     def t(d):
-        saved = flashlog._crc
-        flashlog._crc = flashlog.crc32_py
-        try:
-            log = FlashLog(d)
-            for i in range(20):
-                log.append(b"twin %d \xa5" % i)
-            log.close()
-        finally:
-            flashlog._crc = saved
         log = FlashLog(d)
-        assert log.seq == 20 and log.stats["recovered_truncated_bytes"] == 0
-        assert [p for _, p in log.read()] == [b"twin %d \xa5" % i for i in range(20)]
+        for i in range(20):
+            log.append(b"twin %d \xa5" % i)
         log.close()
+        saved = flashlog._crc
+        for crc in (saved, flashlog.crc32_py):
+            flashlog._crc = crc
+            try:
+                log = FlashLog(d)
+                assert log.seq == 20 and log.stats["recovered_truncated_bytes"] == 0
+                assert [p for _, p in log.read()] == [b"twin %d \xa5" % i for i in range(20)]
+                assert log.stats["crc_errors"] == 0
+                log.close()
+            finally:
+                flashlog._crc = saved
 
     _with_dir(t)
 
 
-def test_crc32_twin_allocates_nothing():
+def test_crc_update_allocates_nothing():
     data = bytes(range(200))
-    flashlog.crc32_py(data)
+    st = [0xFFFF, 0xFFFF]
+    flashlog.crc_table()
+    flashlog.crc_update(st, data, len(data))
 
     def one():
-        flashlog.crc32_py(data, 12345)
+        flashlog.crc_update(st, data, 200)
 
-    ptest.assert_no_alloc(one, 50, "crc32_py")
+    ptest.assert_no_alloc(one, 50, "crc_update")
+
+
+def test_crc_values_stay_small_ints_on_a_32_bit_board():
+    # A 32-bit board boxes ints >= 2**30. Trace crc_update and FlashLog's
+    # _head/_seal line by line (sys.settrace: CPython) over records whose CRC
+    # is >= 2**30, and check that every int local stays below 2**16.
+    import sys
+
+    settrace = getattr(sys, "settrace", None)
+    if settrace is None:
+        ptest.skip("no sys.settrace on this runtime")
+    seen = [0, 0]  # largest int local, lines traced
+
+    def local_trace(frame, event, arg):
+        for v in frame.f_locals.values():
+            if type(v) is int and v > seen[0]:
+                seen[0] = v
+            elif type(v) is list and len(v) == 2 and max(v) > seen[0]:
+                seen[0] = max(v)
+        seen[1] += 1
+        return local_trace
+
+    def trace(frame, event, arg):
+        if frame.f_code.co_name in ("crc_update", "_seal", "_head"):
+            return local_trace
+        return None
+
+    def t(d):
+        log = FlashLog(d, max_file_bytes=1 << 16)
+        r = ptest.Rand(11)
+        big = 0
+        settrace(trace)
+        try:
+            for i in range(64):
+                log.append(r.bytes(i))
+                if log._h[11] >= 0x40:  # this record's CRC is >= 2**30
+                    big += 1
+        finally:
+            settrace(None)
+        log.close()
+        assert big > 16, big
+        assert seen[1] > 1000 and seen[0] < 1 << 16, seen
+        log = FlashLog(d)
+        assert len(list(log.read())) == 64 and log.stats["crc_errors"] == 0
+        log.close()
+
+    _with_dir(t)
 
 
 def test_header_layout():
@@ -342,6 +395,107 @@ def test_scanner_accounts_for_every_byte():
                 assert len(data) == n and raw[off + _HDR : off + _HDR + n] == data
                 good += _HDR + n
         assert 0 < good < len(raw)
+
+    _with_dir(t)
+
+
+# --- foreign names, wrapping indices, duplicates ---------------------------------
+
+
+def _names(d):
+    return sorted(os.listdir(d))
+
+
+def test_foreign_names_in_the_log_folder_are_ignored():
+    def t(d):
+        _write(d + "/00000002.LOG", b"upper case: not ours")
+        os.mkdir(d + "/00000003.log")  # a directory with a log file's name
+        _write(d + "/7.log", b"short name")
+        _write(d + "/000000009.log", b"nine digits")
+        foreign = ["000000009.log", "00000002.LOG", "00000003.log", "7.log"]
+        log = FlashLog(d, max_file_bytes=64, max_files=3)  # must not raise
+        assert log.seq == 0
+        for i in range(1, 31):
+            assert log.append(b"rec %d" % i) == i
+        log.close()
+        log = FlashLog(d, max_file_bytes=64, max_files=3)
+        assert log.seq == 30
+        assert [s for s, _ in log.read()] == list(range(30 - len(list(log.read())) + 1, 31))
+        log.close()
+        names = _names(d)
+        for n in foreign:
+            assert n in names, names
+        assert _read(d + "/00000002.LOG") == b"upper case: not ours"
+        assert len([n for n in names if n not in foreign]) <= 3, names
+
+    _with_dir(t)
+
+
+def test_a_stray_99999999_log_never_makes_nine_digit_names():
+    def t(d):
+        log = FlashLog(d, max_file_bytes=64, max_files=3)
+        for i in range(1, 6):
+            log.append(b"rec %d" % i)
+        log.close()
+        _write(d + "/99999999.log", b"")  # planted, or left by some tool
+        log = FlashLog(d, max_file_bytes=64, max_files=3)
+        assert log.seq == 5
+        for i in range(6, 41):
+            assert log.append(b"rec %d" % i) == i
+            for n in os.listdir(d):
+                assert len(n) == 12, n
+        log.close()
+        log = FlashLog(d, max_file_bytes=64, max_files=3)
+        assert log.seq == 40  # flushed records stay visible after reopen
+        seqs = [s for s, _ in log.read()]
+        assert seqs == list(range(seqs[0], 41)) and len(_files(d)) <= 3
+        log.close()
+
+    _with_dir(t)
+
+
+def test_file_indices_wrap_after_99999999():
+    def t(d):
+        log = FlashLog(d, max_file_bytes=64, max_files=3)
+        log.append(b"one")
+        log.close()
+        os.rename(d + "/00000001.log", d + "/99999998.log")
+        log = FlashLog(d, max_file_bytes=64, max_files=3)
+        assert log.seq == 1
+        for i in range(2, 21):
+            assert log.append(b"rec %d" % i) == i
+        log.close()
+        assert _files(d) == ["00000002.log", "00000003.log", "00000004.log"], _files(d)  # via 0 and 1
+        log = FlashLog(d, max_file_bytes=64, max_files=3)
+        assert log.seq == 20 and log.append(b"x") == 21
+        seqs = [s for s, _ in log.read()]
+        assert seqs == list(range(seqs[0], 22)), seqs
+        log.close()
+
+    _with_dir(t)
+
+
+def test_duplicated_file_and_replayed_record_never_repeat_or_lower_seqs():
+    def t(d):
+        log = FlashLog(d, max_file_bytes=64, max_files=5)
+        for i in range(1, 10):
+            log.append(b"rec %d" % i)
+        log.close()
+        names = _files(d)
+        assert len(names) == 3, names
+        first = _read(d + "/" + names[0])
+        # a duplicated file: the oldest one copied as the newest
+        _write(d + "/00000004.log", first)
+        # a replayed record: the oldest record appended again to the middle file
+        with open(d + "/" + names[1], "ab") as f:
+            f.write(first[: _HDR + 5])
+        log = FlashLog(d, max_file_bytes=64, max_files=5)
+        assert log.seq == 9, log.seq  # never below a seq already in the log
+        assert log.append(b"next") == 10
+        got = [s for s, _ in log.read()]
+        assert got == list(range(1, 11)), got
+        assert log.stats["duplicates"] == 4, log.stats  # the copied file's 3, the replayed 1
+        log.close()
 
     _with_dir(t)
 

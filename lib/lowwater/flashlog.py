@@ -1,12 +1,12 @@
 # lowwater.flashlog: a power-loss-safe, append-only record log in rotating files.
 #
-# Allocation (docs/flashlog.md): append() allocates nothing per record on a
-# 64-bit port (measured 0 heap bytes on the unix port) except when it rotates
-# (closes a file, lists the directory, opens the next file: path string, file
-# object and, on littlefs, its cache buffer). On a 32-bit port a CRC32 value of
-# 2**30 or more does not fit a small int, so binascii.crc32 boxes it (a long
-# int, ~16 B; up to two per append). flush(), read(), stats, open and
-# recovery allocate and are not for hot paths. Not IRQ-safe (file I/O).
+# Allocation (docs/flashlog.md): append() allocates nothing per record on any
+# port, 32-bit boards included, except when it rotates (closes a file, lists
+# the directory, opens the next file). Its CRC32 is computed in two 16-bit
+# halves (crc_update), so no value reaches 2**30 (a boxed int on a 32-bit
+# board). flush(), read(), stats, open and recovery allocate and are not for
+# hot paths (the Scanner uses binascii.crc32: fast, boxed on 32-bit). Not
+# IRQ-safe (file I/O).
 #
 # Record framing (little-endian; the host reader lowwater_tools.logread uses
 # this module's Scanner):
@@ -35,30 +35,54 @@ _HDR = const(12)
 _MAXP = const(0xFFFF)
 _NAMELEN = const(12)  # "00000001.log"
 
-_table = None
+_NIDX = const(100000000)  # file indices 0..99999999, then 0 again
+_IFDIR = const(0x4000)
+
+_T = None  # CRC-32 table in 16-bit halves: _T[k] low, _T[256 + k] high
 
 
-def _make_table():
-    global _table
-    t = []
-    for i in range(256):
-        c = i
-        for _ in range(8):
-            c = (c >> 1) ^ 0xEDB88320 if c & 1 else c >> 1
-        t.append(c)
-    _table = t
-    return t
+def crc_table():
+    """Build the table crc_update needs (once: an array of 512 u16, 1 KB)."""
+    global _T  # module state on purpose: one table for every log
+    if _T is None:
+        from array import array
+
+        t = array("H", bytearray(1024))
+        for i in range(256):
+            c = i
+            for _ in range(8):
+                c = (c >> 1) ^ 0xEDB88320 if c & 1 else c >> 1
+            t[i] = c & 0xFFFF
+            t[256 + i] = c >> 16
+        _T = t
+    return _T
+
+
+def crc_update(st, buf, n):
+    """Run the CRC-32 state st ([low16, high16], both complemented, a list)
+    over buf[0:n]; crc_table() first. Every value stays below 2**16: no heap
+    int on any board, no allocation. Seven locals: one more and the frame is
+    heap-allocated on every call."""
+    lo = st[0]
+    hi = st[1]
+    i = 0
+    while i < n:
+        k = (lo ^ buf[i]) & 0xFF
+        lo = ((lo >> 8) | ((hi & 0xFF) << 8)) ^ _T[k]
+        hi = (hi >> 8) ^ _T[256 + k]
+        i += 1
+    st[0] = lo
+    st[1] = hi
 
 
 def crc32_py(buf, crc=0):
-    """CRC-32 (zlib/binascii polynomial), the pure-Python twin of binascii.crc32.
-    Allocates nothing on a 64-bit port (a range loop, a 256-entry table built once);
-    on a 32-bit port values >= 2**30 are boxed ints. ~20x slower than C."""
-    t = _table or _make_table()
+    """CRC-32 (zlib/binascii polynomial), the pure-Python twin of binascii.crc32
+    (through crc_update; the returned int itself is boxed on 32-bit if >= 2**30)."""
+    crc_table()
     crc ^= 0xFFFFFFFF
-    for i in range(len(buf)):
-        crc = t[(crc ^ buf[i]) & 0xFF] ^ (crc >> 8)
-    return crc ^ 0xFFFFFFFF
+    st = [crc & 0xFFFF, crc >> 16]
+    crc_update(st, buf, len(buf))
+    return ((st[1] << 16) | st[0]) ^ 0xFFFFFFFF
 
 
 if _crc is None:
@@ -78,8 +102,9 @@ def file_name(index):
 
 
 def file_index(name):
-    """Index of a log file name ("00000007.log" -> 7), or -1 for other names."""
-    if len(name) != _NAMELEN or name[8:].lower() != SUFFIX:
+    """Index of a log file name ("00000007.log" -> 7), or -1 for other names
+    ("00000007.LOG", "7.log", "000000007.log" are foreign: ignored)."""
+    if len(name) != _NAMELEN or name[8:] != SUFFIX:
         return -1
     d = name[:8]
     for c in d:
@@ -167,6 +192,22 @@ def _size(path):
     return os.stat(path)[6]
 
 
+def log_order(idx):
+    """Sorted file indices -> oldest-first order. Indices wrap after 99999999,
+    and the files of a log are consecutive: the oldest is the one after the
+    largest gap (a stray 99999999.log before 00000001.log is the oldest)."""
+    n = len(idx)
+    if n < 2:
+        return idx
+    best = idx[0] + _NIDX - idx[-1]  # the wrap gap: plain sorted order
+    at = 0
+    for j in range(1, n):
+        if idx[j] - idx[j - 1] > best:
+            best = idx[j] - idx[j - 1]
+            at = j
+    return idx[at:] + idx[:at]
+
+
 class FlashLog:
     """Append-only record log in the directory `path` (created if missing).
 
@@ -191,6 +232,8 @@ class FlashLog:
         self._h = bytearray(_HDR)
         self._hm = memoryview(self._h)
         self._h8 = self._hm[:8]
+        self._st = [0, 0]  # CRC state of append(), see crc_update
+        crc_table()
         self._scan = Scanner()
         self._f = None
         self._seq = 0
@@ -199,6 +242,7 @@ class FlashLog:
         self._records = 0
         self._bytes = 0
         self._skipped = 0
+        self._dups = 0
         self.recovered_truncated_bytes = 0
         try:
             os.mkdir(path)
@@ -209,14 +253,23 @@ class FlashLog:
     # --- start-up -------------------------------------------------------------
 
     def _files(self):
-        # Sorted indices of the log files in the directory.
+        # Indices of the log files in the directory, oldest first. A directory
+        # (or anything but a regular file) with a log file's name is ignored.
         idx = []
         for name in os.listdir(self.path):
             i = file_index(name)
-            if i >= 0:
+            if i >= 0 and self._kind(i) == 1:
                 idx.append(i)
         idx.sort()
-        return idx
+        return log_order(idx)
+
+    def _kind(self, index):
+        # 0: no such entry, 1: a regular file, 2: something else (a directory).
+        try:
+            m = os.stat(self._name(index))[0]
+        except OSError:
+            return 0
+        return 2 if m & _IFDIR else 1
 
     def _name(self, index):
         return self._pre + file_name(index)
@@ -224,26 +277,27 @@ class FlashLog:
     def _recover(self):
         # Newest file: find its last intact record. A clean tail -> append to it;
         # a torn tail -> leave it (readers skip it) and start the next file.
-        # Older files are scanned only to find the last seq when newer ones hold none.
+        # Every file is scanned: the seq resumes above the highest seq anywhere
+        # in the log (a duplicated file or a replayed record cannot lower it).
         idx = self._files()
         fresh = True
+        top = 0
         for k in range(len(idx) - 1, -1, -1):
             name = self._name(idx[k])
             size = _size(name)
             end = 0
-            seq = -1
             with open(name, "rb") as f:
                 for seq, off, n, _ in self._scan.records(f, size, want=False):
                     end = off + _HDR + n
+                    if seq > top:
+                        top = seq
             if k == len(idx) - 1:
                 self._idx = idx[k]
                 self.recovered_truncated_bytes = size - end
                 if end == size:
                     fresh = False
                     self._size = size
-            if seq >= 0:
-                self._seq = seq
-                break
+        self._seq = top
         if fresh:
             self._open_next()
         else:
@@ -254,7 +308,9 @@ class FlashLog:
         idx = self._files()
         while len(idx) >= self._maxfiles:
             os.remove(self._name(idx.pop(0)))
-        self._idx += 1
+        self._idx = (self._idx + 1) % _NIDX
+        while self._kind(self._idx) == 2:  # a foreign directory holds the name
+            self._idx = (self._idx + 1) % _NIDX
         self._size = 0
         self._f = open(self._name(self._idx), "ab", 0)
 
@@ -297,12 +353,17 @@ class FlashLog:
         h[1] = _HX ^ h[2] ^ h[3] ^ h[4] ^ h[5] ^ h[6] ^ h[7]
 
     def _seal(self, data):
+        # CRC32 of header bytes 0..7 and data, in 16-bit halves (no heap int).
         h = self._h
-        c = _crc(data, _crc(self._h8))
-        h[8] = c & 0xFF
-        h[9] = (c >> 8) & 0xFF
-        h[10] = (c >> 16) & 0xFF
-        h[11] = (c >> 24) & 0xFF
+        st = self._st
+        st[0] = 0xFFFF
+        st[1] = 0xFFFF
+        crc_update(st, h, 8)
+        crc_update(st, data, len(data))
+        h[8] = (st[0] ^ 0xFF) & 0xFF
+        h[9] = (st[0] >> 8) ^ 0xFF
+        h[10] = (st[1] ^ 0xFF) & 0xFF
+        h[11] = (st[1] >> 8) ^ 0xFF
 
     def flush(self):
         """Make every record appended so far durable: file.flush() is lfs_file_sync
@@ -314,11 +375,15 @@ class FlashLog:
 
     def read(self, from_seq=0):
         """Yield (seq, data) for every intact record with seq >= from_seq, oldest
-        first. Flushes first. Corrupt or torn records are skipped (stats counts them)."""
+        first. Flushes first. Corrupt or torn records are skipped (stats counts them);
+        seqs only increase: a record whose seq is not above the last one yielded
+        (a duplicated file, a replayed record) is skipped too (stats duplicates)."""
         self.flush()
         sc = self._scan
         sc.crc_errors = 0
         self._skipped = 0
+        self._dups = 0
+        last = -1
         for i in self._files():
             name = self._name(i)
             try:
@@ -330,6 +395,10 @@ class FlashLog:
                 for seq, off, n, data in sc.records(f, size, from_seq):
                     self._skipped += off - end
                     end = off + _HDR + n
+                    if seq <= last:
+                        self._dups += 1
+                        continue
+                    last = seq
                     if data is not None:
                         yield seq, data
             self._skipped += size - end
@@ -342,8 +411,9 @@ class FlashLog:
     @property
     def stats(self):
         """records/bytes appended since open, files on flash, last seq, torn bytes
-        found at open; crc_errors and skipped_bytes of the last read() (before any
-        read: crc_errors of the recovery scan)."""
+        found at open; crc_errors, skipped_bytes and duplicates (records skipped
+        for a seq not above the last one) of the last read() (before any read:
+        crc_errors of the recovery scan)."""
         return {
             "records": self._records,
             "bytes": self._bytes,
@@ -352,6 +422,7 @@ class FlashLog:
             "recovered_truncated_bytes": self.recovered_truncated_bytes,
             "crc_errors": self._scan.crc_errors,
             "skipped_bytes": self._skipped,
+            "duplicates": self._dups,
         }
 
     def close(self):
