@@ -1,4 +1,4 @@
-"""`lowwater run` (firmware on the unix port, telemetry live) and the shared live view (lowwater_tools.live)."""
+"""`lowwater run` (firmware on the unix port, telemetry live) and the shared live view (lowwater_tools.telemetry.live)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ import pytest
 from rich.console import Console
 
 from lowwater_tools import boards
-from lowwater_tools.live import LiveView, heap_bar, render_summary, summary_rows
+from lowwater_tools.telemetry.live import LiveView, heap_bar, render_summary, summary_rows
 from lowwater_tools.paths import FIRMWARE, ROOT
 from lowwater_tools.telemetry import Summary, parse_bytes, read_log
 

@@ -10,7 +10,8 @@ import sys
 import pytest
 import serial
 
-from lowwater_tools import boards, deploy
+from lowwater_tools import boards
+from lowwater_tools.boardio import deploy
 from lowwater_tools.errors import UserError
 from lowwater_tools.paths import FIRMWARE, LIB, tool_exe
 from lowwater_tools.vboard import VirtualBoard, image

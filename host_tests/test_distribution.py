@@ -8,7 +8,9 @@ import subprocess
 
 import pytest
 
-from lowwater_tools import cli, cmd_size, mpybuild
+from lowwater_tools import cli
+from lowwater_tools.boardio import mpybuild
+from lowwater_tools.boardio import size as cmd_size
 from lowwater_tools.errors import UserError
 from lowwater_tools.paths import FIRMWARE, LIB, ROOT, micropython_exe
 

@@ -9,8 +9,9 @@ import time
 
 import pytest
 
-from lowwater_tools import boards, cli, cmd_fit
-from lowwater_tools.cmd_fit import Trial, bisect, judge, run_trial
+from lowwater_tools import boards, cli
+from lowwater_tools.boardio import fit as cmd_fit
+from lowwater_tools.boardio.fit import Trial, bisect, judge, run_trial
 from lowwater_tools.errors import UserError
 from lowwater.config import UNIX_HEAP_FACTOR  # lib/ is on sys.path (conftest.py)
 

@@ -14,7 +14,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lowwater_tools import boards, cli, flash, uf2
+from lowwater_tools import boards, cli
+from lowwater_tools.boardio import flash, uf2
 from lowwater_tools.errors import UserError
 from lowwater_tools.paths import tool_exe
 

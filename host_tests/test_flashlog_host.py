@@ -15,7 +15,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import mprunner
-from lowwater_tools import cli, logread
+from lowwater_tools import cli
+from lowwater_tools.reliability import log as logread
 from lowwater_tools.paths import LIB
 
 HDR = logread.HEADER_SIZE

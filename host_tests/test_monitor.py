@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import serial
 
-from lowwater_tools.cmd_monitor import explain_open_error
+from lowwater_tools.telemetry.monitor import explain_open_error
 from lowwater_tools.paths import ROOT
 from lowwater_tools.telemetry import parse_bytes, read_log
 
@@ -289,7 +289,7 @@ def test_open_errors_are_translated():
 def test_plot_option(boards_, tmp_path):
     out = tmp_path / "p.png"
     try:
-        import lowwater_tools.plot  # noqa: F401  (written by another helper)
+        import lowwater_tools.telemetry.plot  # noqa: F401  (written by another helper)
 
         have_plot = True
     except ModuleNotFoundError:
@@ -301,4 +301,4 @@ def test_plot_option(boards_, tmp_path):
         assert out.exists() and out.stat().st_size > 0
     else:
         assert p.returncode == 1
-        assert p.stderr.strip() == "lowwater: plotting not available (lowwater_tools.plot is missing)"
+        assert p.stderr.strip() == "lowwater: plotting not available (lowwater_tools.telemetry.plot is missing)"

@@ -9,7 +9,9 @@ from pathlib import Path
 import pytest
 
 import mprunner
-from lowwater_tools import cli, cmd_report, plot
+from lowwater_tools import cli
+from lowwater_tools.telemetry import plot
+from lowwater_tools.telemetry import report as cmd_report
 from lowwater_tools.errors import UserError
 from lowwater_tools.telemetry import Parser, parse_bytes
 

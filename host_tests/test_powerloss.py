@@ -9,7 +9,8 @@ import io
 
 import pytest
 
-from lowwater_tools import logread, soak
+from lowwater_tools.reliability import log as logread
+from lowwater_tools.reliability import soak
 from lowwater_tools.paths import device_module
 
 app = device_module("app")

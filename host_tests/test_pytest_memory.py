@@ -8,12 +8,12 @@ from pathlib import Path
 import pytest
 
 import mprunner
-from lowwater_tools import pytest_memory
+from lowwater_tools.testing import memory as pytest_memory
 
 pytest_plugins = ["pytester"]
 
 HERE = Path(__file__).resolve().parent
-PLUGIN = ["-p", "lowwater_tools.pytest_memory"]
+PLUGIN = ["-p", "lowwater_tools.testing.memory"]
 
 
 @pytest.mark.parametrize(

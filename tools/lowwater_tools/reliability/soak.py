@@ -12,7 +12,7 @@ read back intact, no corrupt record is ever returned, seqs stay monotonic and
 contiguous, and the log keeps working.
 
 Both read the firmware's telemetry with lowwater_tools.telemetry (Parser) and
-the flash log with lowwater_tools.logread (the device's own Scanner).
+the flash log with lowwater_tools.reliability.log (the device's own Scanner).
 """
 
 from __future__ import annotations
@@ -30,10 +30,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from . import boards, logread
-from .errors import UserError
-from .paths import FIRMWARE, device_module
-from .telemetry import Parser, Record, Summary, percentile
+from lowwater_tools import boards
+from lowwater_tools.reliability import log as logread
+from lowwater_tools.errors import UserError
+from lowwater_tools.paths import FIRMWARE, device_module
+from lowwater_tools.telemetry.lw1 import Parser, Record, Summary, percentile
+import sys
 
 app = device_module("app")
 
@@ -162,7 +164,7 @@ def memory_soak(
 ) -> MemorySoak:
     """Run firmware/main.py on the unix port (`-X heapsize=heap`, default the board's
     heap mapped to 64-bit) for `chunks` chunks, logging to a temporary folder."""
-    from .cmd_run import firmware_command, firmware_env
+    from lowwater_tools.boardio.run import firmware_command, firmware_env
 
     if chunks <= 0:
         raise UserError("--chunks must be > 0")
@@ -234,7 +236,7 @@ def memory_soak(
 
 
 def _memory_figures(res: MemorySoak, records: list[Record], prof: dict) -> None:
-    from .cmd_report import leak
+    from lowwater_tools.telemetry.report import leak
 
     summ = Summary.of(records, prof)
     end = next((r for r in reversed(records) if r.kind == "end"), None)
@@ -398,7 +400,7 @@ class PowerLoss:
 
 def unix_port_mpy() -> int:
     """sys.implementation._mpy of the unix port (the virtual board's MicroPython)."""
-    from .paths import micropython_exe
+    from lowwater_tools.paths import micropython_exe
 
     out = subprocess.run(
         [micropython_exe(), "-c", "import sys; print(sys.implementation._mpy)"],
@@ -431,9 +433,9 @@ def prepare_image(
     run it: compiling flashlog.py on the board needs ~20 KB of transient heap
     that the unix profile's tight heap does not reliably have once the
     firmware's buffers are allocated (the firmware then runs without a log)."""
-    from .deploy import deploy_set, mpy_args_for
-    from .vboard import VirtualBoard
-    from .vboard import image as vimage
+    from lowwater_tools.boardio.deploy import deploy_set, mpy_args_for
+    from lowwater_tools.vboard import VirtualBoard
+    from lowwater_tools.vboard import image as vimage
 
     with VirtualBoard(board=str(profile_path), image=img, fresh=True, timeout=timeout):
         pass  # first boot: formats the erased flash
@@ -483,7 +485,7 @@ def powerloss(
     while it logs; then verify the log on the image (see the module docstring).
     The kill schedule is reproducible from the seed; where each kill lands in the
     firmware's work depends on the machine's timing."""
-    from .vboard import VirtualBoard
+    from lowwater_tools.vboard import VirtualBoard
 
     if kills < 1:
         raise UserError("--kills must be >= 1")
@@ -605,3 +607,111 @@ def _powerloss_figures(res: PowerLoss, records: list[Record], img: str, prof: di
 def as_dict(obj) -> dict:
     """A result as JSON-ready data (sets become sorted lists)."""
     return json.loads(json.dumps(asdict(obj), default=lambda v: sorted(v) if isinstance(v, set) else str(v)))
+
+
+# The command: `lowwater soak`: a long memory run, then a power-loss run (make soak). docs/reliability.md.
+HELP = "long memory run (drift, gc pauses, leak slope, accounting) then SIGKILL power-loss run on the virtual board"
+
+
+def add_arguments(p):
+    p.add_argument("--board", default=boards.DEFAULT_BOARD, help="profile name (boards/NAME.json) or a .json path")
+    p.add_argument(
+        "--chunks",
+        type=int,
+        default=1_000_000,
+        metavar="N",
+        help="chunks of the memory run (default 1000000; 0 skips it)",
+    )
+    p.add_argument(
+        "--heap",
+        type=int,
+        default=None,
+        metavar="BYTES",
+        help="unix-port heap of the memory run (default: the board's heap mapped to 64-bit)",
+    )
+    p.add_argument(
+        "--kills", type=int, default=200, metavar="K", help="SIGKILLs of the power-loss run (default 200; 0 skips it)"
+    )
+    p.add_argument("--seed", type=int, default=1, metavar="S", help="seed of the kill schedule (default 1)")
+    p.add_argument(
+        "--max-delay",
+        type=float,
+        default=PL_MAX_DELAY,
+        metavar="S",
+        help=f"latest kill after a boot, in seconds (default {PL_MAX_DELAY})",
+    )
+    p.add_argument("--json", action="store_true", help="print one JSON object with every figure")
+
+
+def _progress(msg: str) -> None:
+    print(f"lowwater: {msg}", file=sys.stderr, flush=True)
+
+
+def _fmt_mem(m: MemorySoak) -> list[str]:
+    g = m.gc_us or {}
+    drift = "n/a" if m.lw_drift is None else f"{m.lw_drift:+d} B"
+    return [
+        f"memory soak: board {m.board}, unix heap {m.heap} B, {m.chunks} of {m.chunks_asked} chunks "
+        f"in {m.duration_s:.1f} s ({m.chunks_per_s:.0f} chunks/s)",
+        f"  accounting: produced {m.chunks} = processed {m.processed} + dropped {m.dropped}: "
+        f"{'ok' if m.accounting_ok else 'FAILED'} (errors {m.errors})",
+        f"  low-water: {m.low_water} B; after warm-up {m.lw_start} B, last tenth {m.lw_end} B, drift {drift}",
+        f"  gc pause (us): p50 {g.get('p50')} p90 {g.get('p90')} p99 {g.get('p99')} max {g.get('max')} "
+        f"over {g.get('n', 0)} checks",
+        f"  leak slope: {m.leak_slope} B live heap per 1000 chunks ({m.leak_verdict})",
+        f"  flash log: {m.log_records} records read back, {m.log_corrupt} corrupt, {m.log_seq_errors} seq gaps",
+    ]
+
+
+def _fmt_pl(r: PowerLoss) -> list[str]:
+    u = r.recovery_us or {}
+    return [
+        f"power loss: board {r.board} (virtual, littlefs image), seed {r.seed}: {r.kills} SIGKILLs "
+        f"in {r.duration_s:.1f} s ({r.kills_before_logopen} before the log was open)",
+        f"  acknowledged durable: {r.acked} records; read back intact {r.acked_verified}, "
+        f"rotated away {r.acked_rotated}, lost {len(r.lost_acked)}",
+        f"  image: {r.records_verified} records verified (seq {r.first_seq}..{r.last_seq}, {r.files} files), "
+        f"{len(r.corrupt)} corrupt, {len(r.seq_errors)} seq gaps, {r.skipped_bytes} bytes skipped, "
+        f"{r.crc_errors} CRC errors",
+        f"  recovery (FlashLog open after restart, us): p50 {u.get('p50')} p90 {u.get('p90')} max {u.get('max')} "
+        f"over {u.get('n', 0)} restarts; torn bytes found {r.torn_bytes}",
+        f"  after the last restart: {r.final_acks} acknowledged flushes (the log keeps working)",
+    ]
+
+
+def run(args) -> int:
+    if args.chunks < 0:
+        raise UserError("--chunks must be >= 0")
+    if args.kills < 0:
+        raise UserError("--kills must be >= 0")
+    if args.heap is not None and args.heap <= 0:
+        raise UserError("--heap must be > 0")
+    if args.max_delay <= 0:
+        raise UserError("--max-delay must be > 0")
+    if not args.chunks and not args.kills:
+        raise UserError("nothing to do: --chunks 0 and --kills 0")
+    boards.load(args.board)  # a bad board fails before anything runs
+    out: dict = {}
+    problems: list[str] = []
+    if args.chunks:
+        _progress(f"memory soak: {args.chunks} chunks on the unix port")
+        m = memory_soak(args.board, args.chunks, args.heap, progress=_progress)
+        out["memory"] = as_dict(m)
+        problems += [f"memory soak: {p}" for p in m.problems]
+        if not args.json:
+            print("\n".join(_fmt_mem(m)), flush=True)
+    if args.kills:
+        _progress(f"power loss: {args.kills} kills on the virtual board")
+        r = powerloss(args.board, args.kills, args.seed, max_delay=args.max_delay, progress=_progress)
+        out["powerloss"] = as_dict(r)
+        problems += [f"power loss: {p}" for p in r.problems]
+        if not args.json:
+            print("\n".join(_fmt_pl(r)), flush=True)
+    out["ok"] = not problems
+    if args.json:
+        print(json.dumps(out))
+    if problems:
+        raise UserError("; ".join(problems))
+    if not args.json:
+        print("soak: ok")
+    return 0

@@ -17,10 +17,10 @@ import time
 
 import serial
 
-from . import boards
-from .errors import UserError
-from .live import LiveView, StopSignals, render_summary
-from .telemetry import CsvLog, Parser
+from lowwater_tools import boards
+from lowwater_tools.errors import UserError
+from lowwater_tools.telemetry.live import LiveView, StopSignals, render_summary
+from lowwater_tools.telemetry.lw1 import CsvLog, Parser
 
 HELP = "read a board's serial REPL: telemetry live, CSV and raw capture, reconnecting"
 
@@ -42,7 +42,7 @@ def add_arguments(p):
     )
     p.add_argument("--csv", metavar="FILE", help="save the records as CSV (flushed per record)")
     p.add_argument("--capture", metavar="FILE", help="save the raw bytes received (everything)")
-    p.add_argument("--plot", metavar="FILE", help="plot the records to FILE at the end (lowwater_tools.plot)")
+    p.add_argument("--plot", metavar="FILE", help="plot the records to FILE at the end (lowwater_tools.telemetry.plot)")
     p.add_argument("--duration", type=float, default=None, metavar="S", help="stop after S seconds")
     p.add_argument("--no-reconnect", action="store_true", help="stop when the port drops instead of reopening it")
     p.add_argument("--quiet", action="store_true", help="no live view or record lines: only the summary")
@@ -95,10 +95,10 @@ def _plot_module():
     except (ImportError, ValueError):
         found = None
     if found is None:
-        raise UserError("plotting not available (lowwater_tools.plot is missing)")
+        raise UserError("plotting not available (lowwater_tools.telemetry.plot is missing)")
     mod = importlib.import_module(f"{__package__}.plot")
     if not hasattr(mod, "plot"):
-        raise UserError("plotting not available (lowwater_tools.plot has no plot())")
+        raise UserError("plotting not available (lowwater_tools.telemetry.plot has no plot())")
     return mod
 
 

@@ -21,9 +21,9 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from . import boards
-from .errors import UserError
-from .paths import FIRMWARE, LIB, device_module, micropython_exe, tool_exe
+from lowwater_tools import boards
+from lowwater_tools.errors import UserError
+from lowwater_tools.paths import FIRMWARE, LIB, device_module, micropython_exe, tool_exe
 
 HELP = "find the smallest heap the firmware runs on (bisection on the unix port) and the margin against the board"
 
@@ -105,7 +105,7 @@ def _tail(out: bytes) -> str:
 def _records(out: bytes) -> list:
     """LW1 records of a run's output, as (kind, fields) with the shared parser if present."""
     try:
-        from .telemetry import Parser
+        from lowwater_tools.telemetry.lw1 import Parser
     except ImportError:  # the tiny fallback: `LW1 kind k=v ...` lines
         recs = []
         for line in out.decode("utf-8", "replace").splitlines():

@@ -13,8 +13,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .errors import UserError
-from .telemetry import Record, Summary, unwrap_ticks
+from lowwater_tools.errors import UserError
+from lowwater_tools.telemetry.lw1 import Record, Summary, unwrap_ticks
+from lowwater_tools import boards
+from lowwater_tools.telemetry.lw1 import read_log
 
 FORMATS = (".png", ".svg", ".pdf")
 LEVEL_COLOURS = {"ok": "tab:green", "warn": "tab:orange", "critical": "tab:red"}
@@ -127,3 +129,25 @@ def _markers(ax, points, y, marker, colour, label):
 
 def _int(v) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
+
+
+# The command: `lowwater plot LOG -o mem.png`: free heap, low-water, budget, gc pauses and events over time.
+HELP = "plot a telemetry log: free heap, low-water, budget lines, gc pauses, events"
+
+
+def add_arguments(p):
+    p.add_argument("log", help="telemetry log: a raw capture or a CSV of run/monitor")
+    p.add_argument("-o", "--output", help="image file, .png/.svg/.pdf (default: LOG with .png)")
+    p.add_argument("--board", help="board profile for the budget lines when the log has no boot record")
+
+
+def run(args) -> int:
+
+    records, _ = read_log(args.log)
+    if not records:
+        raise UserError(f"{args.log}: no telemetry records (LW1 lines) found")
+    profile = boards.load(args.board) if args.board else None
+    out = Path(args.output) if args.output else Path(args.log).with_suffix(".png")
+    plot(records, out, profile=profile)
+    print(out)
+    return 0

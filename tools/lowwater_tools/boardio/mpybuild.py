@@ -21,8 +21,8 @@ import subprocess
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from .errors import UserError
-from .paths import FIRMWARE, LIB, ROOT, tool_exe
+from lowwater_tools.errors import UserError
+from lowwater_tools.paths import FIRMWARE, LIB, ROOT, tool_exe
 
 # mpy-cross -march values; the index is the arch field of sys.implementation._mpy
 # and of an .mpy header (MicroPython py/persistentcode.h, MP_NATIVE_ARCH_*).

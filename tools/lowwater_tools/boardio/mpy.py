@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from . import mpybuild
-from .errors import UserError
-from .paths import ROOT
+from lowwater_tools.boardio import mpybuild
+from lowwater_tools.errors import UserError
+from lowwater_tools.paths import ROOT
 
 HELP = "compile lib/ to .mpy files for a board's arch and bytecode version (docs/distribution.md)"
 
@@ -56,7 +56,7 @@ def run(args) -> int:
             )
     arch = args.arch
     if args.board:
-        from . import boards
+        from lowwater_tools import boards
 
         family = boards.load(args.board)["family"]
         arch = mpybuild.BOARD_ARCHS.get(family)

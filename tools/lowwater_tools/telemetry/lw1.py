@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Callable, Iterable
 
-from .errors import UserError
+from lowwater_tools.errors import UserError
 
 PREFIX = b"LW1 "
 # A line longer than this (bytes, without its newline) is never a record: it is

@@ -11,7 +11,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from .errors import UserError
+from lowwater_tools.errors import UserError
 
 HELP = "run the benchmark suite: rings, firmware loop, budget, gc pauses, pools, cold start"
 
@@ -29,7 +29,7 @@ def add_arguments(p):
 
 
 def run(args) -> int:
-    from .bench import driver
+    from lowwater_tools.bench import driver
 
     if args.reps is not None and args.reps < 1:
         raise UserError("--reps must be >= 1")

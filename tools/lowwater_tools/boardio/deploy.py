@@ -22,10 +22,11 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import boards, mpybuild
-from .mpybuild import ARCHS, decode_mpy, mpy_cross_version  # noqa: F401 - re-exported for callers
-from .errors import UserError
-from .paths import FIRMWARE, LIB, ROOT, tool_exe
+from lowwater_tools import boards
+from lowwater_tools.boardio import mpybuild
+from lowwater_tools.boardio.mpybuild import ARCHS, decode_mpy, mpy_cross_version  # noqa: F401 - re-exported for callers
+from lowwater_tools.errors import UserError
+from lowwater_tools.paths import FIRMWARE, LIB, ROOT, tool_exe
 
 TOOLS = ("mpremote", "ampy")
 MPY_DIR = ROOT / "build" / "mpy"
@@ -517,3 +518,34 @@ def _rel(p: Path) -> str:
         return str(p.relative_to(ROOT))
     except ValueError:
         return str(p)
+
+
+# The command: `lowwater deploy --port P`: copy lib/, firmware/ and the board profile to a board.
+HELP = "copy lib/, firmware/ and the board profile to a board (only what changed), then soft-reset"
+
+
+def add_arguments(p):
+    p.add_argument(
+        "--port",
+        help="serial port or URL of the board (e.g. /dev/ttyUSB0, the /dev/pts/N "
+        "`lowwater vboard` prints, socket://HOST:PORT)",
+    )
+    p.add_argument("--board", default=boards.DEFAULT_BOARD, help="profile copied as :/board.json (default: unix)")
+    p.add_argument("--mpy", action="store_true", help="compile lib/ with mpy-cross for the board's .mpy version")
+    p.add_argument("--tool", choices=TOOLS, default="mpremote", help="what talks to the board (default: mpremote)")
+    p.add_argument("--dry-run", action="store_true", help="list what would be copied and removed; change nothing")
+    p.add_argument("--no-reset", dest="reset", action="store_false", help="do not soft-reset at the end")
+    p.add_argument("--timeout", type=float, default=60.0, help="bound for each tool call in seconds (default 60)")
+
+
+def run(args) -> int:
+    deploy(
+        args.port,
+        board=args.board,
+        mpy=args.mpy,
+        tool=args.tool,
+        dry_run=args.dry_run,
+        reset=args.reset,
+        timeout=args.timeout,
+    )
+    return 0

@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 import sys
 
-from . import boards
-from .errors import UserError
-from .telemetry import Record, Summary, percentile, read_log
+from lowwater_tools import boards
+from lowwater_tools.errors import UserError
+from lowwater_tools.telemetry.lw1 import Record, Summary, percentile, read_log
 
 HELP = "summarise a telemetry log: chunks, drops, low-water vs budget, gc pauses, leak verdict"
 

@@ -23,7 +23,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from .telemetry import Record, Summary
+from lowwater_tools.telemetry.lw1 import Record, Summary
 
 LEVEL_STYLE = {"ok": "green", "warn": "bold yellow", "critical": "bold red"}
 _EVENT_STYLE = {"lvl": None, "shed": "magenta", "err": "red", "boot": "cyan", "end": "bold"}

@@ -19,9 +19,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-from . import mpybuild
-from .errors import UserError
-from .paths import LIB, ROOT, micropython_exe
+from lowwater_tools.boardio import mpybuild
+from lowwater_tools.errors import UserError
+from lowwater_tools.paths import LIB, ROOT, micropython_exe
 
 HELP = "print the library's .mpy size and import heap (.py vs .mpy) against the size budget"
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from . import boards
+from lowwater_tools import boards
 
 HELP = "validate a board profile (the same checks the firmware runs at start)"
 

@@ -19,11 +19,11 @@ import sys
 import time
 from pathlib import Path
 
-from . import boards
-from .errors import UserError
-from .live import LiveView, StopSignals, render_summary
-from .paths import FIRMWARE, LIB, micropython_exe
-from .telemetry import CsvLog, Parser
+from lowwater_tools import boards
+from lowwater_tools.errors import UserError
+from lowwater_tools.telemetry.live import LiveView, StopSignals, render_summary
+from lowwater_tools.paths import FIRMWARE, LIB, micropython_exe
+from lowwater_tools.telemetry.lw1 import CsvLog, Parser
 
 HELP = "run the firmware on the MicroPython unix port with a board-shaped heap, telemetry live"
 

@@ -1,5 +1,5 @@
 # Runs one portable test on the MicroPython unix port under the memory markers
-# of lowwater_tools.pytest_memory (it builds this command: mp_argv). Output
+# of lowwater_tools.testing.memory (it builds this command: mp_argv). Output
 # protocol as host_tests/portable/_mprun.py: last line LWTEST PASS/FAIL/SKIP.
 # usage: micropython _mp_marker_runner.py MODULE TEST [path=DIR:DIR]
 #          [limit_memory=BYTES] [no_alloc=TOLERANCE:WARMUPS] [limit_leaks=BYTES:WARMUPS:RUNS]

@@ -4,7 +4,7 @@
     @pytest.mark.no_alloc                       # the body allocates nothing
     @pytest.mark.limit_leaks("16 B", warmups=3) # bytes retained per call of the body
 
-Enable with `-p lowwater_tools.pytest_memory` or `pytest_plugins = [...]` in a
+Enable with `-p lowwater_tools.testing.memory` or `pytest_plugins = [...]` in a
 conftest. Portable tests (host_tests/portable, no pytest import) give the same
 markers as a module dict: `MEMORY_MARKS = {"test_x": {"limit_memory": "24 KB"},
 "test_y": {"no_alloc": True}, "test_z": {"limit_leaks": ("16 B", 3)}}`.
@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pytest
 
-RUNNER = Path(__file__).resolve().with_name("_mp_marker_runner.py")
+RUNNER = Path(__file__).resolve().with_name("mp_marker_runner.py")
 
 MARKERS = {
     "limit_memory": "limit_memory(size): fail when the test body's peak heap above its start exceeds size "
@@ -181,7 +181,7 @@ def pytest_pyfunc_call(pyfuncitem):
                 warnings.warn(
                     pytest.PytestWarning(
                         f"{pyfuncitem.nodeid}: memory markers not enforced on MicroPython "
-                        "(the harness does not call lowwater_tools.pytest_memory.mp_argv)"
+                        "(the harness does not call lowwater_tools.testing.memory.mp_argv)"
                     ),
                     stacklevel=2,
                 )
@@ -195,7 +195,7 @@ def pytest_pyfunc_call(pyfuncitem):
 
 def guard(fn, s: dict, name: str):
     """fn wrapped so that calling it enforces the markers of spec s (CPython)."""
-    from .paths import device_module
+    from lowwater_tools.paths import device_module
 
     prof = device_module("prof")
 

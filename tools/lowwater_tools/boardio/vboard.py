@@ -10,8 +10,8 @@ import subprocess
 import sys
 import threading
 
-from . import boards
-from .errors import UserError
+from lowwater_tools import boards
+from lowwater_tools.errors import UserError
 
 HELP = "run a virtual board (MicroPython unix port + littlefs image) on a pty for mpremote/ampy"
 
@@ -50,7 +50,7 @@ def _monitor(port: str, board: str, duration: float | None) -> int:
 
 
 def run(args) -> int:
-    from .vboard import VirtualBoard
+    from lowwater_tools.vboard import VirtualBoard
 
     if (args.mpy or args.duration is not None) and not (args.deploy or args.monitor):
         raise UserError("--mpy goes with --deploy, --duration with --monitor")
@@ -74,7 +74,7 @@ def run(args) -> int:
                 flush=True,
             )
             if args.deploy:
-                from . import deploy
+                from lowwater_tools.boardio import deploy
 
                 deploy.deploy(vb.port, board=args.board, mpy=args.mpy)
             if args.monitor:
