@@ -15,12 +15,12 @@ DOCS = ROOT / "docs"
 
 
 def device_module(name: str):
-    """Import a module of lib/lowwater on the host (it is portable Python).
+    """Import the device library's module `lowwater.<name>` on the host.
 
-    Loaded under its own name `lowwater.<name>` with lib/ on sys.path, so the host
-    tools and the board run the very same code (e.g. profile validation)."""
-    if str(LIB) not in sys.path:
-        sys.path.append(str(LIB))
+    lib/lowwater is installed in the venv as the package `lowwater` (pyproject.toml,
+    package-dir), so the host tools and the board run the very same code (profile
+    validation, the flash log's framing, the window record). This is the one place
+    the host names a device module by string."""
     return importlib.import_module("lowwater." + name)
 
 
