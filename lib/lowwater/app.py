@@ -413,7 +413,12 @@ def main(profile_path=None, chunks=None, sensor=None, log_path=None):
             s = profile["sensor"]
             sensor = _sensor.SimSensor(s["seed"], s["width"], s["rate_hz"])
             print("lowwater: no machine.ADC here, simulating the", s["kind"], "sensor")
-    fw = Firmware(profile, sensor)
+    tele = pub = None
+    if "mqtt" in profile:  # opt-in: publish the records to a broker too (docs/fleet.md)
+        from lowwater import mqtt
+
+        tele, pub = mqtt.telemetry(profile, __version__)
+    fw = Firmware(profile, sensor, telemetry=tele)
     fw.boot()
     try:
         import machine
@@ -433,4 +438,6 @@ def main(profile_path=None, chunks=None, sensor=None, log_path=None):
     except KeyboardInterrupt:
         pass
     fw.finish()
+    if pub is not None:
+        pub.close()  # retained `done`, DISCONNECT
     return fw

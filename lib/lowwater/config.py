@@ -74,6 +74,14 @@ def validate(p):
     for field, low in (("log_every", 0), ("log_file_bytes", 64), ("log_files", 2)):
         if field in p:
             _need(type(p[field]) is int and p[field] >= low, field, "must be an int >= %d" % low)
+    # Optional MQTT settings (docs/fleet.md), checked by the opt-in lowwater.mqtt.
+    if "mqtt" in p:
+        try:
+            from lowwater.mqtt import check_settings
+        except ImportError:
+            check_settings = None
+        _need(check_settings is not None, "mqtt", "needs the lowwater-mqtt package (lowwater/mqtt.py)")
+        check_settings(p["mqtt"], _need)
     s = p["sensor"]
     _need(type(s.get("kind")) is str and s["kind"] in _SENSORS, "sensor.kind", "must be one of " + ", ".join(_SENSORS))
     for field in ("seed", "rate_hz", "width"):

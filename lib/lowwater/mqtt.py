@@ -27,45 +27,51 @@
 # on. Name resolution (getaddrinfo) happens once, at start.
 import struct
 
-from lowwater._compat import const, ticks_add, ticks_diff, ticks_ms
+from lowwater._compat import const, ticks_diff, ticks_ms
+from lowwater.mqttlink import Link, _tcp
 
 _LINE = const(320)  # longest record published (longer ones are dropped, counted)
-_DOWN = const(0)
-_CONNECTING = const(1)  # TCP connect in progress
-_WAITACK = const(2)  # CONNECT sent, waiting for CONNACK
+_DOWN = const(0)  # connection states: as lowwater.mqttlink
+_CONNECTING = const(1)
+_WAITACK = const(2)
 _UP = const(3)
 _BACKOFF_MIN = const(1000)
-_BACKOFF_MAX = const(32000)
 # Kinds sent at QoS 1 (rare): lvl, err, end and our own mqtt records, by their
 # first two letters (byte0 * 256 + byte1): "lv", "er", "en", "mq".
 _RARE = (0x6C76, 0x6572, 0x656E, 0x6D71)
 
-# struct formats "Ns" for N = 0.._LINE: pack_into(fmt, buf, off, piece) copies a
-# str or a buffer without allocating on MicroPython.
-_FMT = None
+# struct formats "Ns": pack_into(_FMT[n], buf, off, piece) copies an n-char str
+# without allocating on MicroPython (literals: interned, no table built at run
+# time). Longer str pieces are copied char by char, buffers by slice assignment.
+_FMTN = const(24)
+_FMT = (
+    "0s", "1s", "2s", "3s", "4s", "5s", "6s", "7s", "8s", "9s", "10s", "11s", "12s",
+    "13s", "14s", "15s", "16s", "17s", "18s", "19s", "20s", "21s", "22s", "23s", "24s",
+)  # fmt: skip
 
 _TOKEN = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.:-"
-
-
-def _fmts():
-    global _FMT  # built once per process (shared by every Publisher, read-only)
-    if _FMT is None:
-        _FMT = tuple(["%ds" % i for i in range(_LINE + 1)])
-    return _FMT
 
 
 def check_settings(m, need):
     """Validate a profile's "mqtt" object; need(cond, field, msg) raises naming the field."""
     need(type(m) is dict, "mqtt", "must be a JSON object")
     need(type(m.get("host")) is str and m["host"] != "", "mqtt.host", "must be a non-empty string")
-    for field, default, lo, hi in (("port", 1883, 1, 65535), ("keepalive", 60, 1, 65535), ("connect_ms", 2000, 1, 60000)):
+    for field, default, lo, hi in (
+        ("port", 1883, 1, 65535),
+        ("keepalive", 60, 1, 65535),
+        ("connect_ms", 2000, 1, 60000),
+    ):
         v = m.get(field, default)
         need(type(v) is int and lo <= v <= hi, "mqtt." + field, "must be an int in %d..%d" % (lo, hi))
     for field in ("prefix", "client_id"):
         if field in m:
             v = m[field]
             need(type(v) is str and 0 < len(v) <= 64, "mqtt." + field, "must be a string of 1..64 characters")
-            need(all(c in _TOKEN or (field == "prefix" and c == "/") for c in v), "mqtt." + field, "has a character MQTT topics cannot hold")
+            need(
+                all(c in _TOKEN or (field == "prefix" and c == "/") for c in v),
+                "mqtt." + field,
+                "has a character MQTT topics cannot hold",
+            )
     for field in ("user", "password"):
         if field in m:
             need(type(m[field]) is str, "mqtt." + field, "must be a string")
@@ -87,72 +93,7 @@ def board_id(profile):
         return profile["name"]
 
 
-def _varint(n):
-    out = bytearray()
-    while True:
-        b = n & 127
-        n >>= 7
-        out.append(b | 128 if n else b)
-        if not n:
-            return out
-
-
-def _str(s):
-    b = s.encode() if type(s) is str else bytes(s)
-    return struct.pack(">H", len(b)) + b
-
-
-def _packet(first, body):
-    return bytes([first]) + _varint(len(body)) + body
-
-
-def _tcp(addr):
-    # Default socket factory: a non-blocking TCP connect (in progress).
-    import socket
-
-    s = socket.socket()
-    s.setblocking(False)
-    try:
-        s.connect(addr)
-    except OSError as e:
-        import errno
-
-        if e.errno not in (errno.EINPROGRESS, errno.EAGAIN):
-            s.close()
-            raise
-    if not hasattr(s, "write"):  # CPython: see it as a MicroPython stream
-        s = _Stream(s)
-    return s
-
-
-class _Stream:
-    # A CPython socket with the MicroPython stream methods the client uses.
-    def __init__(self, s):
-        self.s = s
-
-    def write(self, b, off=0, n=None):
-        try:
-            return self.s.send(memoryview(b)[off : len(b) if n is None else off + n])
-        except BlockingIOError:
-            return None
-
-    def readinto(self, b):
-        try:
-            return self.s.recv_into(b)
-        except BlockingIOError:
-            return None
-
-    def setsockopt(self, *a):
-        self.s.setsockopt(*a)
-
-    def fileno(self):
-        return self.s.fileno()
-
-    def close(self):
-        self.s.close()
-
-
-class Publisher:
+class Publisher(Link):
     """A stream for Telemetry that also publishes each LW1 record to
     <prefix>/<board>/tel (QoS 0, the line byte for byte; lvl/err/end at QoS 1)
     and keeps <prefix>/<board>/status (retained: will `offline`, `online <ver>`,
@@ -183,7 +124,6 @@ class Publisher:
         self.boot_topic = base + "boot"
         self._connect = connect or _tcp
         self._clock = clock or ticks_ms
-        self._fmt = _fmts()
         self._addr = None
         # Counters (ints, small on any board for years of records).
         self.sent = 0  # records handed to the socket
@@ -235,7 +175,7 @@ class Publisher:
         try:
             struct.pack_into("1s", self._pkt, self._p0, "L")
             self._enc = False
-        except TypeError:  # CPython: struct takes bytes only
+        except Exception:  # CPython: struct takes bytes only (struct.error)
             self._enc = True
 
     # -- the stream interface of Telemetry (hot: no allocation) ---------------
@@ -272,10 +212,25 @@ class Publisher:
         if i + n > _LINE:
             self._over = True
             return
-        if self._enc and type(s) is str:
-            s = s.encode()
-        struct.pack_into(self._fmt[n], self._pkt, self._p0 + i, s)
+        if type(s) is not str:
+            if n == len(s):
+                self._mv[self._p0 + i : self._p0 + i + n] = s
+            else:
+                self._chars(s, n, self._p0 + i, 0)
+        elif self._enc:  # CPython
+            self._chars(s.encode(), n, self._p0 + i, 0)
+        elif n <= _FMTN:
+            struct.pack_into(_FMT[n], self._pkt, self._p0 + i, s)
+        else:
+            self._chars(s, n, self._p0 + i, 1)
         self._n = i + n
+
+    def _chars(self, s, n, at, text):
+        b = self._pkt
+        j = 0
+        while j < n:
+            b[at + j] = ord(s[j]) if text else s[j]
+            j += 1
 
     def flush(self):
         pass
@@ -446,180 +401,6 @@ class Publisher:
         elif self._rt == 4:  # PUBACK
             self.acked += 1
         # PINGRESP (13) and anything unasked: skipped.
-
-    def _open(self):
-        try:
-            if self._addr is None:
-                import socket
-
-                self._addr = socket.getaddrinfo(self.host, self.port)[0][-1]
-            self._sock = self._connect(self._addr)
-        except OSError as e:
-            self._fail(e)
-            return
-        self._state = _CONNECTING
-        self._since = self._clock()
-        self._connected()
-
-    def _connected(self):
-        # The TCP connect in progress: writable means done (or failed).
-        if self._poller is None:
-            import select
-
-            self._poller = select
-        p = self._poller.poll()
-        try:
-            p.register(self._sock, self._poller.POLLOUT)
-            ev = p.poll(0)
-        except (OSError, ValueError) as e:
-            self._fail(e)
-            return
-        if not ev:
-            if ticks_diff(self._clock(), self._since) > self.connect_ms:
-                self._fail(OSError(110))  # ETIMEDOUT
-            return
-        if ev[0][1] & (self._poller.POLLERR | self._poller.POLLHUP):
-            self._fail(OSError(111))
-            return
-        try:
-            self._sock.setsockopt(6, 1, 1)  # TCP_NODELAY: QoS 1 acks without delayed-ACK waits
-        except (OSError, AttributeError):
-            pass
-        if self.tls:
-            try:
-                import ssl
-
-                self._sock.setblocking(True)
-                self._sock = ssl.wrap_socket(self._sock, server_hostname=self.host)
-                self._sock.setblocking(False)
-            except (OSError, AttributeError, ImportError) as e:
-                self._fail(e)
-                return
-        self._state = _WAITACK
-        self._since = self._clock()
-        self._rs = 0
-        self._raw(self._connect_packet())
-
-    def _connect_packet(self):
-        # CONNECT, clean session, will: retained `offline` at QoS 1.
-        flags = 0x02 | 0x04 | 0x08 | 0x20
-        payload = _str(self.client_id) + _str(self.status_topic) + _str(b"offline")
-        if self._user is not None:
-            flags |= 0x80
-            payload += _str(self._user)
-            if self._password is not None:
-                flags |= 0x40
-                payload += _str(self._password)
-        body = _str(b"MQTT") + bytes([4, flags]) + struct.pack(">H", self.keepalive) + payload
-        return _packet(0x10, body)
-
-    def _online(self):
-        self._state = _UP
-        self.connects += 1
-        self._backoff = _BACKOFF_MIN
-        self._heard = self._clock()
-        self._pinged = False
-        self._status("online " + self.version)
-        if self._boot is not None:
-            self._retained(self.boot_topic, self._boot)
-        if self.connects > 1 or self.lost:
-            self._report()
-
-    def _report(self):
-        # `LW1 mqtt` through the stream itself: to stdout and (QoS 1) the broker.
-        self._lost_reported = self.lost
-        self.write("LW1 mqtt t=%d lost=%d connects=%d\n" % (self._clock(), self.lost, self.connects))
-
-    def _status(self, text):
-        self._retained(self.status_topic, text.encode())
-
-    def _retained(self, topic, payload):
-        self._pid = self._pid % 65535 + 1
-        body = _str(topic) + struct.pack(">H", self._pid) + payload
-        self._raw(_packet(0x33, body))
-
-    def _raw(self, data):
-        # Small control packets (connect-time, pings): whole or the link is dropped.
-        if self._sock is None:
-            return
-        try:
-            w = self._sock.write(data, 0, len(data))
-        except OSError:
-            w = -1
-        if w != len(data):
-            self._drop()
-        else:
-            self._since = self._clock()
-
-    def _fail(self, e):
-        # A connect attempt failed: one err record for the first, then back off.
-        self.failures += 1
-        self._close_sock()
-        self._state = _DOWN
-        self._retry = ticks_add(self._clock(), self._backoff)
-        self._backoff = min(self._backoff * 2, _BACKOFF_MAX)
-        if not self._err_sent:
-            self._err_sent = True
-            self.write("LW1 err t=%d where=mqtt exc=%s\n" % (self._clock(), type(e).__name__))
-
-    def _drop(self):
-        # The connection broke while up: reconnect after the backoff.
-        self._close_sock()
-        self._state = _DOWN
-        self._retry = ticks_add(self._clock(), self._backoff)
-        self._backoff = min(self._backoff * 2, _BACKOFF_MAX)
-
-    def _close_sock(self):
-        s = self._sock
-        self._sock = None
-        if s is not None:
-            try:
-                s.close()
-            except OSError:
-                pass
-
-    # -- start and end -------------------------------------------------------
-
-    def start(self):
-        """First connect, waiting at most connect_ms (before acquisition starts).
-        Returns True when connected; otherwise the loop runs on and poll() retries."""
-        t0 = self._clock()
-        self._open()
-        while self._state in (_CONNECTING, _WAITACK) and ticks_diff(self._clock(), t0) <= self.connect_ms:
-            self.poll()
-            if self._state != _UP:
-                _sleep_ms(2)
-        if self._state in (_CONNECTING, _WAITACK):
-            self._fail(OSError(110))
-        return self._state == _UP
-
-    def close(self, done=True):
-        """Publish `done` (retained) and DISCONNECT, so the will is not sent."""
-        if self._state == _UP:
-            if done:
-                self._status("done")
-            self._raw(b"\xe0\x00")
-            self._linger()
-        self._close_sock()
-        self._state = _DOWN
-
-    def _linger(self):
-        # Give the broker a moment to ack the last QoS 1 packets before closing.
-        t0 = self._clock()
-        while self._sock is not None and ticks_diff(self._clock(), t0) < 200:
-            self.poll()
-            _sleep_ms(5)
-
-
-def _sleep_ms(ms):
-    try:
-        from time import sleep_ms
-    except ImportError:
-        from time import sleep
-
-        sleep(ms / 1000)
-        return
-    sleep_ms(ms)
 
 
 def telemetry(profile, version, primary=None):
