@@ -13,7 +13,12 @@ The relay adds what it lacks (docs/vboard.md):
   and starts a new interpreter in the same REPL mode (raw: it sends \\x01 and drops the
   friendly banner).
 - Hard reset, watchdog: machine.reset() / WDT are lines on a control pipe (fd passed to
-  the child); the relay kills the process group and boots again.
+  the child); the relay kills the process group and boots again. A started watchdog
+  keeps running across a soft reset, as on esp32/rp2.
+- Line endings: a board's REPL sends text with \r\n (mp_hal_stdout_tx_strn_cooked);
+  the unix port on a pipe sends \n. The relay turns a lone \n into \r\n, except in
+  the bytes the board sends through sys.stdout.buffer (raw on a board too: mpremote
+  mount's protocol), which device/vb_sys.py frames with RAW_PREFIX.
 Client input reaches the child only after the child reports "boot" (the littlefs image
 is mounted as /), so no client code ever runs against the host filesystem.
 """
@@ -35,9 +40,8 @@ import time
 import tty
 from pathlib import Path
 
-from .. import boards
+from .. import boards, launch
 from ..errors import UserError
-from ..paths import micropython_exe
 from . import image as _image
 
 DEVICE_DIR = Path(__file__).resolve().parent / "device"
@@ -47,6 +51,9 @@ SOFT_REBOOT = b"MPY: soft reboot\r\n"
 RAW_BANNER = b"raw REPL; CTRL-B to exit\r\n"
 FRIENDLY_MARK = b'Type "help()" for more information.\r\n'
 SENTINEL = b"\x1b]lowwater-vboard\x07"
+# Before bytes sys.stdout.buffer wrote: RAW_PREFIX, 8 hex digits (their count), BEL.
+RAW_PREFIX = b"\x1b]lowwater-raw;"
+_RAW_HEADER = len(RAW_PREFIX) + 9
 HARD_RESET_LINE = "vboard: hard reset"
 WDT_RESET_LINE = "vboard: watchdog reset"  # followed by " (not fed for N ms)"
 
@@ -57,7 +64,7 @@ _SIGINT_GAP = 0.25  # s: a second SIGINT this soon could kill the unix port (it 
 # port; on a board they live in flash. Added to the profile's heap so that user
 # code sees the same free heap as on `micropython -X heapsize=<profile heap>`
 # (test_vboard.py checks it to within 1.5 KiB).
-BOOT_RESERVE = 12800
+BOOT_RESERVE = 16384
 _INTR_WAIT = 0.5  # s: a Ctrl-C waits at most this long for code to start (or a prompt)
 _FREQ = {"esp32": 240_000_000, "rp2040": 125_000_000, "unix": 100_000_000}
 
@@ -132,6 +139,11 @@ class _Child:
         # raw-mode restart: pass output until SENTINEL, then drop until RAW_BANNER
         self.filter = "sentinel" if mode == "raw" else None
         self.scan = b""
+        # line endings (_cook): bytes left of a raw frame, a held partial frame
+        # header, whether the last text byte was \r
+        self.raw_left = 0
+        self.hold = b""
+        self.cr = False
 
 
 class VirtualBoard:
@@ -182,6 +194,7 @@ class VirtualBoard:
         self._last_sigint = 0.0
         self._wdt_ms = 0
         self._wdt_deadline = None
+        self.rtc_offset = 0  # s: the RTC set by machine.RTC().datetime(t), kept across resets
         self._cond = threading.Condition()
         self._stop = False
         self._thread = None
@@ -299,21 +312,22 @@ class VirtualBoard:
         in_r, in_w = os.pipe()
         out_r, out_w = os.pipe()
         ctl_r, ctl_w = os.pipe()
-        argv = [
-            micropython_exe(),
-            "-X",
-            f"heapsize={self.heap + BOOT_RESERVE}",
-            "-i",
-            str(VBOOT),
-            self.image_path,
-            str(_image.block_count(self.fs_size)),
-            mode,
-            cause,
-            str(ctl_w),
-            self.board,
-            str(_FREQ.get(self.profile["family"], 100_000_000)),
-        ]
-        env = {"MICROPYPATH": ".frozen"}  # a board has no environment (no LOWWATER_BOARD, no HOME)
+        argv = launch.command(
+            [
+                "-i",
+                str(VBOOT),
+                self.image_path,
+                str(_image.block_count(self.fs_size)),
+                mode,
+                cause,
+                str(ctl_w),
+                self.board,
+                str(_FREQ.get(self.profile["family"], 100_000_000)),
+                str(self.rtc_offset),
+            ],
+            self.heap + BOOT_RESERVE,
+        )
+        env = launch.env(lib=None, base={})  # a board has no environment (no LOWWATER_BOARD, no HOME)
         try:
             proc = subprocess.Popen(
                 argv,
@@ -332,8 +346,9 @@ class VirtualBoard:
         for fd in (in_w, out_r, ctl_r):
             _nonblock(fd)
         self._child = _Child(proc, in_w, out_r, ctl_r, mode, cause)
-        self._wdt_ms = 0
-        self._wdt_deadline = None
+        if cause != "soft":  # a started watchdog survives a soft reset only
+            self._wdt_ms = 0
+            self._wdt_deadline = None
         if mode == "raw":
             self._in_child[:0] = b"\x01"  # friendly REPL -> raw REPL, before anything else
 
@@ -388,10 +403,13 @@ class VirtualBoard:
             try:
                 data = os.read(c.stdout, 65536)
             except OSError:
-                return
+                break
             if not data:
-                return
+                break
             self._from_board(c, data)
+        if c.hold:  # an unfinished frame header: it was text after all
+            hold, c.hold = c.hold, b""
+            self._emit(self._crlf(c, hold))
 
     def _fail(self, msg: str) -> None:
         self.error = msg
@@ -515,6 +533,8 @@ class VirtualBoard:
             elif word == "feed":
                 if self._wdt_ms:
                     self._wdt_deadline = time.monotonic() + self._wdt_ms / 1000
+            elif word == "rtc":
+                self.rtc_offset = int(arg)
             elif word == "reset":
                 cause = arg if arg in ("soft", "hard", "deepsleep") else "hard"
                 self._reset(cause)
@@ -536,12 +556,64 @@ class VirtualBoard:
     # ---- data paths -------------------------------------------------------
 
     def _from_board(self, c: _Child, data: bytes) -> None:
+        data = self._cook(c, data)
+        if not data:
+            return
         if c.filter is not None:
             data = self._filter(c, data)
             if not data:
                 return
         self._track_mode(c, data)
         self._emit(data)
+
+    def _cook(self, c: _Child, data: bytes) -> bytes:
+        """The board's output as a board's REPL sends it: text with \r\n line ends,
+        sys.stdout.buffer frames (RAW_PREFIX + 8 hex digits + BEL, then that many bytes)
+        unchanged and without their header."""
+        buf = c.hold + data if c.hold else data
+        c.hold = b""
+        out = bytearray()
+        i, n = 0, len(buf)
+        while i < n:
+            if c.raw_left:
+                k = min(c.raw_left, n - i)
+                out += buf[i : i + k]
+                c.raw_left -= k
+                i += k
+                c.cr = False
+                continue
+            j = buf.find(b"\x1b]", i)
+            out += self._crlf(c, buf[i : n if j < 0 else j])
+            if j < 0:
+                break
+            head = buf[j : j + _RAW_HEADER]
+            if len(head) < _RAW_HEADER and RAW_PREFIX.startswith(head[: len(RAW_PREFIX)]):
+                # Maybe a header cut by the read: wait for the rest (the board writes a
+                # header in one write, so it is already in the pipe).
+                c.hold = bytes(buf[j:])
+                break
+            if head.startswith(RAW_PREFIX) and head[-1:] == b"\x07":
+                try:
+                    c.raw_left = int(head[len(RAW_PREFIX) : -1], 16)
+                    i = j + _RAW_HEADER
+                    continue
+                except ValueError:
+                    pass
+            out += b"\x1b"
+            c.cr = False
+            i = j + 1
+        return bytes(out)
+
+    @staticmethod
+    def _crlf(c: _Child, text: bytes) -> bytes:
+        # A lone \n becomes \r\n; \r\n the port already sends (pyexec's own lines) stays.
+        if not text:
+            return b""
+        lead = b""
+        if c.cr and text[:1] == b"\n":
+            lead, text = b"\n", text[1:]
+        c.cr = text[-1:] == b"\r" if text else False
+        return lead + text.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
 
     def _filter(self, c: _Child, data: bytes) -> bytes:
         buf = c.scan + data

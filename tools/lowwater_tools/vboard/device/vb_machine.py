@@ -23,11 +23,14 @@ _ctl = None
 _cause = PWRON_RESET
 _freq = 0
 _uid = b""
+_rtc = 0  # s: RTC time minus host time; the relay keeps it across resets
 
 
-def _setup(ctl, cause, freq, board):
-    global _ctl, _cause, _freq, _uid
+def _setup(ctl, cause, freq, board, rtc="0"):
+    # module-level state: one board, one set of hardware registers
+    global _ctl, _cause, _freq, _uid, _rtc
     _ctl = ctl
+    _rtc = int(rtc)
     # the cause names the relay passes, in the order of the constants 1..5
     _cause = 1 + ("power", "hard", "wdt", "deepsleep", "soft").index(cause)
     _freq = freq
@@ -53,8 +56,9 @@ def reset():
 
 
 def soft_reset():
-    _tell(b"reset soft\n")
-    _halt()
+    # As upstream: SystemExit, so a raw-REPL reply still ends (OK ... \x04\x04);
+    # the interpreter then ends and the relay prints `MPY: soft reboot`.
+    raise SystemExit
 
 
 def bootloader(*args):
@@ -142,7 +146,7 @@ class Pin:
         self._v ^= 1
 
     def irq(self, handler=None, trigger=3, **kw):
-        return None
+        raise NotImplementedError("virtual board: Pin.irq (no pin interrupts on the unix port)")
 
     def __repr__(self):
         return "Pin(%r)" % (self._id,)
@@ -180,6 +184,8 @@ class ADC:
         # phase steps per microsecond, scaled by 2**20: 256 table steps per period
         self._k = (1 + pid % 7) * 256 * 1048576 // 1000000
         self._s = (pid * 40503 + 1) & 0xFFFF
+        self._shift = 4  # read(): 12 bits, as esp32's default width
+        self._atten = ADC.ATTN_0DB if atten is None else atten
 
     def read_u16(self):
         # integers only, all small: no allocation
@@ -189,16 +195,21 @@ class ADC:
         return 0 if v < 0 else (65535 if v > 65535 else v)
 
     def read(self):
-        return self.read_u16() >> 4
+        return self.read_u16() >> self._shift
 
     def read_uv(self):
-        return self.read_u16() * 3300000 // 65535
+        # full scale per attenuation, as esp32's nominal ranges: 1.1, 1.5, 2.2, 3.9 V
+        return self.read_u16() * (1100000, 1500000, 2200000, 3900000)[self._atten] // 65535
 
     def atten(self, a):
-        pass
+        if a not in (0, 1, 2, 3):
+            raise ValueError("invalid attenuation")
+        self._atten = a
 
     def width(self, w):
-        pass
+        if w not in (9, 10, 11, 12):
+            raise ValueError("invalid width")
+        self._shift = 16 - w
 
 
 class WDT:
@@ -219,10 +230,21 @@ class WDT:
 
 
 class RTC:
-    def __init__(self, id=0):
-        pass
+    """The real-time clock: the host's clock plus the offset last set (kept across
+    resets by the relay). datetime() -> (year, month, day, weekday, hours, minutes,
+    seconds, subseconds); datetime(t) sets it (weekday and subseconds are ignored)."""
+
+    def __init__(self, id=0, datetime=None):
+        if datetime is not None:
+            self.datetime(datetime)
+
+    def init(self, datetime):
+        self.datetime(datetime)
 
     def datetime(self, dt=None):
+        global _rtc
         if dt is None:
-            t = time.localtime()
+            t = time.localtime(int(time.time()) + _rtc)
             return (t[0], t[1], t[2], t[6], t[3], t[4], t[5], 0)
+        _rtc = time.mktime((dt[0], dt[1], dt[2], dt[4], dt[5], dt[6], 0, 0)) - int(time.time())
+        _tell(("rtc %d\n" % _rtc).encode())

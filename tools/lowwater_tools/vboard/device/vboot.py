@@ -1,7 +1,7 @@
 # lowwater vboard: boot script the MicroPython unix port runs (`micropython -i vboot.py ...`)
 # to become a board: mount the littlefs image as /, install the `machine`
 # stand-ins, run boot.py (and main.py in friendly mode), then fall into the REPL.
-# argv: image block_count mode(friendly|raw) cause ctl_fd board freq
+# argv: image block_count mode(friendly|raw) cause ctl_fd board freq rtc_offset_s
 # Runs on MicroPython only; everything lives in _vb_boot() so __main__ stays clean.
 import micropython
 
@@ -28,18 +28,23 @@ def _vb_boot():
     import time
 
     argv = sys.argv
-    image, blocks, mode, cause, ctl_fd, board, freq = argv[1:8]
+    image, blocks, mode, cause, ctl_fd, board, freq, rtc = argv[1:9]
     blocks = int(blocks)
     here = argv[0].rsplit("/", 1)[0]
     ctl = open("/proc/self/fd/" + ctl_fd, "wb")
 
     sys.path.insert(0, here)
     import vb_machine
+    import vb_sys
 
     sys.path.pop(0)
-    vb_machine._setup(ctl, cause, int(freq), board)
+    vb_machine._setup(ctl, cause, int(freq), board, rtc)
     sys.modules["machine"] = vb_machine
     del sys.modules["vb_machine"]
+    # sys.stdout.buffer framed for the relay, which cooks \n -> \r\n as a board does
+    vb_sys._setup(sys)
+    sys.modules["sys"] = vb_sys
+    del sys.modules["vb_sys"]
 
     class FileBlockDev:
         # A flash chip in a host file: 4096-byte erase blocks, littlefs's extended
