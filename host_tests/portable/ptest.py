@@ -10,6 +10,21 @@ except ImportError:  # CPython
 MICROPYTHON = micropython is not None
 
 
+def runtime_bits():
+    """Word size of this runtime: 32 on the boards and the wasm32 runtime, 64 on
+    the unix port and CPython here (small ints stop at 2^30 on 32-bit)."""
+    import sys
+
+    return 32 if sys.maxsize < (1 << 32) else 64
+
+
+def runtime_name():
+    """'cpython', 'micropython' (64-bit unix port) or 'micropython32'."""
+    if not MICROPYTHON:
+        return "cpython"
+    return "micropython32" if runtime_bits() == 32 else "micropython"
+
+
 class Skip(Exception):
     """Raised by skip(): the harness reports the item as skipped on that runtime."""
 

