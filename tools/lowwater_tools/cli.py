@@ -15,6 +15,10 @@ exit status 1, no traceback.
 from __future__ import annotations
 
 import argparse
+import errno
+import os
+import re
+import signal
 import sys
 
 from lowwater_tools import __version__
@@ -43,8 +47,34 @@ COMMANDS = {
 }
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse with the one-line contract: a mistake in the arguments prints
+    `lowwater: <command>: <message>` (argument names and human type words, from
+    the converters of args.py) and exits with status 1, no usage block.
+    Subcommand parsers are made of this class too (add_subparsers keeps it)."""
+
+    def error(self, message: str):  # type: ignore[override]
+        where = self.prog.split(" ", 1)[1] + ": " if " " in self.prog else ""
+        message = message.replace("\n", " ")
+        # Converters still given as bare int/float (none should be): human words.
+        m = re.search(r"invalid (int|float) value: (.*)$", message)
+        if m:
+            words = {"int": "a whole number", "float": "a number"}[m.group(1)]
+            message = message[: m.start()] + f"expected {words}, got {m.group(2)}"
+        self.exit(1, f"lowwater: {where}{message}\n")
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread like Ctrl-C: `finally` blocks run, so the
+    tools a command started (mpremote, esptool, the firmware) are stopped too."""
+
+
+def _on_sigterm(signum, frame):
+    raise Terminated()
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="lowwater",
         description="Host tools for lowwater: run, deploy, flash and monitor MicroPython firmware under a memory budget.",
     )
@@ -63,16 +93,48 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "_run", None):
         parser.print_help()
         return 2
+    old = None
     try:
-        return int(args._run(args) or 0)
+        old = signal.signal(signal.SIGTERM, _on_sigterm)
+    except ValueError:  # not the main thread (main() called from a test's thread)
+        pass
+    try:
+        status = int(args._run(args) or 0)
+        sys.stdout.flush()  # a full disk or a closed pipe shows here, inside the contract
+        return status
     except UserError as e:
         print(f"lowwater: {e}", file=sys.stderr)
         return 1
+    except Terminated:
+        print("lowwater: terminated", file=sys.stderr)
+        return 143
     except KeyboardInterrupt:
         print("lowwater: interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:
+        _drop_stdout()
         return 0
+    except OSError as e:
+        if e.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO, errno.EROFS):
+            raise
+        # Writing the output failed (stdout on a full disk, `> /dev/full`): one line.
+        _drop_stdout()
+        what = f"cannot write {e.filename}" if e.filename else "cannot write the output"
+        print(f"lowwater: {what}: {e.strerror or e}", file=sys.stderr)
+        return 1
+    finally:
+        if old is not None:
+            signal.signal(signal.SIGTERM, old)
+
+
+def _drop_stdout() -> None:
+    """Point stdout at /dev/null so the exit-time flush of what is left cannot fail again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):
+        pass
 
 
 if __name__ == "__main__":
