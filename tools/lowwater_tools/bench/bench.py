@@ -11,6 +11,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from lowwater_tools import args as targs
 from lowwater_tools.errors import UserError
 
 HELP = "run the benchmark suite: rings, firmware loop, budget, gc pauses, pools, cold start"
@@ -18,10 +19,16 @@ HELP = "run the benchmark suite: rings, firmware loop, budget, gc pauses, pools,
 
 def add_arguments(p):
     p.add_argument("--quick", action="store_true", help="few repetitions, small samples (seconds; for tests)")
-    p.add_argument("--json", metavar="OUT", default=None, help="results file (default build/bench/results.json)")
+    p.add_argument(
+        "--json",
+        metavar="OUT",
+        type=targs.output_file,
+        default=None,
+        help="results file (default build/bench/results.json)",
+    )
     p.add_argument(
         "--reps",
-        type=int,
+        type=targs.count(1, 100_000),
         default=None,
         metavar="N",
         help="repetitions (default 31, 3 with --quick; the rings take 3x, the loop and pools 2x)",

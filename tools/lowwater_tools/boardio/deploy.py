@@ -22,7 +22,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from lowwater_tools import boards
+from lowwater_tools import args as targs, boards
 from lowwater_tools.boardio import mpybuild
 from lowwater_tools.boardio.mpybuild import ARCHS, decode_mpy, mpy_cross_version  # noqa: F401 - re-exported for callers
 from lowwater_tools.errors import UserError
@@ -535,7 +535,9 @@ def add_arguments(p):
     p.add_argument("--tool", choices=TOOLS, default="mpremote", help="what talks to the board (default: mpremote)")
     p.add_argument("--dry-run", action="store_true", help="list what would be copied and removed; change nothing")
     p.add_argument("--no-reset", dest="reset", action="store_false", help="do not soft-reset at the end")
-    p.add_argument("--timeout", type=float, default=60.0, help="bound for each tool call in seconds (default 60)")
+    p.add_argument(
+        "--timeout", type=targs.seconds, default=60.0, help="bound for each tool call in seconds (default 60)"
+    )
 
 
 def run(args) -> int:

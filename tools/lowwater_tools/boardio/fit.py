@@ -21,7 +21,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from lowwater_tools import boards
+from lowwater_tools import args as targs, boards
 from lowwater_tools.errors import UserError
 from lowwater_tools.paths import FIRMWARE, LIB, device_module, micropython_exe, tool_exe
 
@@ -38,32 +38,32 @@ _ALIGN = 64  # heaps tried are multiples of this
 def add_arguments(p):
     p.add_argument("--board", default=boards.DEFAULT_BOARD, help="profile name (boards/NAME.json) or a .json path")
     p.add_argument(
-        "--chunks", type=int, default=DEFAULT_CHUNKS, help=f"chunks per trial run (default {DEFAULT_CHUNKS})"
+        "--chunks", type=targs.count(1), default=DEFAULT_CHUNKS, help=f"chunks per trial run (default {DEFAULT_CHUNKS})"
     )
     p.add_argument(
         "--lo",
-        type=int,
+        type=targs.count(),
         default=DEFAULT_LO,
         metavar="BYTES",
         help=f"lower end of the search, unix-port bytes (default {DEFAULT_LO})",
     )
     p.add_argument(
         "--hi",
-        type=int,
+        type=targs.count(),
         default=None,
         metavar="BYTES",
         help="upper end of the search, unix-port bytes (default: twice the board's heap mapped to the unix port)",
     )
     p.add_argument(
         "--resolution",
-        type=int,
+        type=targs.count(1),
         default=RESOLUTION,
         metavar="BYTES",
         help=f"stop when the bracket is this narrow (default {RESOLUTION})",
     )
     p.add_argument(
         "--confirm",
-        type=int,
+        type=targs.count(0, 1000),
         default=CONFIRM,
         metavar="K",
         help=f"after bisecting, the K heaps one --resolution step apart above the answer must pass too "
@@ -71,7 +71,7 @@ def add_arguments(p):
     )
     p.add_argument(
         "--timeout",
-        type=float,
+        type=targs.seconds,
         default=TRIAL_TIMEOUT,
         metavar="S",
         help=f"bound on each trial run (default {TRIAL_TIMEOUT:.0f} s; a trial that overruns fails)",

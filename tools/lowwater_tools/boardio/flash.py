@@ -18,7 +18,7 @@ from pathlib import Path
 
 from lowwater_tools.boardio import uf2
 from lowwater_tools.errors import UserError
-from lowwater_tools import boards
+from lowwater_tools import args as targs, boards
 
 # --- ESP32 family: the ESP image header --------------------------------------------
 #
@@ -513,7 +513,7 @@ def add_arguments(p):
     )
     where.add_argument("--drive", metavar="DIR", help="mounted RPI-RP2 drive (default: search the usual mount points)")
     p.add_argument("--erase", action="store_true", help="ESP32: erase the whole flash first (esptool erase-flash)")
-    p.add_argument("--baud", type=int, default=DEFAULT_BAUD, help=f"ESP32 baud rate (default {DEFAULT_BAUD})")
+    p.add_argument("--baud", type=targs.baud, default=DEFAULT_BAUD, help=f"ESP32 baud rate (default {DEFAULT_BAUD})")
     p.add_argument("--dry-run", action="store_true", help="check the image and print what would be run, touch nothing")
 
 

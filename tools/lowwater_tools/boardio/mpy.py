@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 
+from lowwater_tools import args as targs
 from lowwater_tools.boardio import mpybuild
 from lowwater_tools.errors import UserError
 from lowwater_tools.paths import ROOT
@@ -14,7 +14,7 @@ HELP = "compile lib/ to .mpy files for a board's arch and bytecode version (docs
 def add_arguments(p):
     p.add_argument(
         "--out",
-        type=Path,
+        type=targs.output_dir,
         default=mpybuild.DEFAULT_OUT,
         help="output folder, mirrors lib/ (default: the repository's build/mpy)",
     )

@@ -19,7 +19,7 @@ import sys
 import time
 from pathlib import Path
 
-from lowwater_tools import boards
+from lowwater_tools import args as targs, boards
 from lowwater_tools.errors import UserError
 from lowwater_tools.telemetry.live import LiveView, StopSignals, render_summary
 from lowwater_tools.paths import FIRMWARE, LIB, micropython_exe
@@ -33,22 +33,35 @@ STOP_TIMEOUT = 5.0  # seconds the firmware gets to print `end` after SIGINT
 def add_arguments(p):
     p.add_argument("--board", default=boards.DEFAULT_BOARD, help="profile name (boards/NAME.json) or a .json path")
     p.add_argument(
-        "--chunks", type=int, default=0, metavar="N", help="stop after N chunks (default 0: run until Ctrl-C)"
+        "--chunks",
+        type=targs.count(0),
+        default=0,
+        metavar="N",
+        help="stop after N chunks (default 0: run until Ctrl-C)",
     )
     p.add_argument(
         "--heap",
-        type=int,
+        type=targs.byte_size,
         default=None,
         metavar="BYTES",
         help="unix-port heap (default: the board's heap mapped to the 64-bit unix port)",
     )
-    p.add_argument("--duration", type=float, default=None, metavar="S", help="stop after S seconds, as Ctrl-C does")
-    p.add_argument("--capture", metavar="FILE", help="save the raw output bytes (everything, noise included)")
-    p.add_argument("--csv", metavar="FILE", help="save the parsed records as CSV (flushed per record)")
+    p.add_argument(
+        "--duration", type=targs.seconds, default=None, metavar="S", help="stop after S seconds, as Ctrl-C does"
+    )
+    p.add_argument(
+        "--capture",
+        type=targs.output_file,
+        metavar="FILE",
+        help="save the raw output bytes (everything, noise included)",
+    )
+    p.add_argument(
+        "--csv", type=targs.output_file, metavar="FILE", help="save the parsed records as CSV (flushed per record)"
+    )
     p.add_argument("--quiet", action="store_true", help="no live view or record lines: only the summary")
     # For tests and firmware development: another main script, a shorter grace period.
     p.add_argument("--main", default=None, help=argparse.SUPPRESS)
-    p.add_argument("--stop-timeout", type=float, default=STOP_TIMEOUT, help=argparse.SUPPRESS)
+    p.add_argument("--stop-timeout", type=targs.seconds, default=STOP_TIMEOUT, help=argparse.SUPPRESS)
 
 
 def firmware_command(main: Path, heap: int) -> list[str]:

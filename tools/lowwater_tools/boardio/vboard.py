@@ -10,7 +10,7 @@ import subprocess
 import sys
 import threading
 
-from lowwater_tools import boards
+from lowwater_tools import args as targs, boards
 from lowwater_tools.errors import UserError
 
 HELP = "run a virtual board (MicroPython unix port + littlefs image) on a pty for mpremote/ampy"
@@ -23,13 +23,18 @@ def add_arguments(p):
     )
     p.add_argument("--fresh", action="store_true", help="erase the image first (the board formats it on boot)")
     p.add_argument(
-        "--socket", metavar="HOST:PORT", help="also serve the board on TCP (mpremote connect socket://HOST:PORT)"
+        "--socket",
+        type=targs.socket_address,
+        metavar="HOST:PORT",
+        help="also serve the board on TCP (mpremote connect socket://HOST:PORT)",
     )
-    p.add_argument("--timeout", type=float, default=10.0, help="bound for start-up and resets in seconds (default 10)")
+    p.add_argument(
+        "--timeout", type=targs.seconds, default=10.0, help="bound for start-up and resets in seconds (default 10)"
+    )
     p.add_argument("--deploy", action="store_true", help="deploy lib/, firmware/ and the profile once it is up")
     p.add_argument("--mpy", action="store_true", help="with --deploy: compile lib/ to .mpy")
     p.add_argument("--monitor", action="store_true", help="run `lowwater monitor` on it; stop when the monitor stops")
-    p.add_argument("--duration", type=float, metavar="S", help="with --monitor: monitor for S seconds")
+    p.add_argument("--duration", type=targs.seconds, metavar="S", help="with --monitor: monitor for S seconds")
 
 
 def _monitor(port: str, board: str, duration: float | None) -> int:

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Callable, Iterator, Union
 
+from lowwater_tools import args as targs
 from lowwater_tools.errors import UserError
 from lowwater_tools.paths import device_module
 import json
@@ -240,13 +241,6 @@ HELP = "read a flash record log (file, folder or littlefs image) or pull one fro
 PULL_TIMEOUT = 300  # seconds for the whole mpremote copy
 
 
-def _int(s: str) -> int:
-    try:
-        return int(s, 0)
-    except ValueError:
-        raise ValueError(s) from None
-
-
 def add_arguments(p):
     sub = p.add_subparsers(dest="log_command", metavar="ACTION")
     sub.required = True
@@ -261,7 +255,7 @@ def add_arguments(p):
     _read_options(r)
     r.add_argument(
         "--fs-size",
-        type=_int,
+        type=targs.count(BLOCK_SIZE, targs.MAX_BYTES, "a size in bytes"),
         default=None,
         metavar="N",
         help="treat the input as a littlefs2 image whose file system is its first N bytes "
@@ -274,6 +268,7 @@ def add_arguments(p):
         "--output",
         default="lowwater-log",
         metavar="DIR",
+        type=targs.output_dir,
         help="local folder for the copy; must not exist or be empty (default: lowwater-log)",
     )
     _read_options(q)
@@ -281,7 +276,14 @@ def add_arguments(p):
 
 
 def _read_options(p):
-    p.add_argument("--from", dest="from_seq", type=_int, default=0, metavar="SEQ", help="only records with seq >= SEQ")
+    p.add_argument(
+        "--from",
+        dest="from_seq",
+        type=targs.count(0, 2**32 - 1, "a sequence number"),
+        default=0,
+        metavar="SEQ",
+        help="only records with seq >= SEQ",
+    )
     p.add_argument("--json", action="store_true", help="one JSON object per line")
     p.add_argument("--path", default="/log", help="log folder on the board / in the image (default /log)")
     p.add_argument("--strict", action="store_true", help="exit 1 when any byte had to be skipped")

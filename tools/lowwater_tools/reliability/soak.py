@@ -30,7 +30,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from lowwater_tools import boards
+from lowwater_tools import args as targs, boards
 from lowwater_tools.reliability import log as logread
 from lowwater_tools.errors import UserError
 from lowwater_tools.paths import FIRMWARE, device_module
@@ -617,25 +617,31 @@ def add_arguments(p):
     p.add_argument("--board", default=boards.DEFAULT_BOARD, help="profile name (boards/NAME.json) or a .json path")
     p.add_argument(
         "--chunks",
-        type=int,
+        type=targs.count(),
         default=1_000_000,
         metavar="N",
         help="chunks of the memory run (default 1000000; 0 skips it)",
     )
     p.add_argument(
         "--heap",
-        type=int,
+        type=targs.byte_size,
         default=None,
         metavar="BYTES",
         help="unix-port heap of the memory run (default: the board's heap mapped to 64-bit)",
     )
     p.add_argument(
-        "--kills", type=int, default=200, metavar="K", help="SIGKILLs of the power-loss run (default 200; 0 skips it)"
+        "--kills",
+        type=targs.count(),
+        default=200,
+        metavar="K",
+        help="SIGKILLs of the power-loss run (default 200; 0 skips it)",
     )
-    p.add_argument("--seed", type=int, default=1, metavar="S", help="seed of the kill schedule (default 1)")
+    p.add_argument(
+        "--seed", type=targs.count(0, 2**31 - 1), default=1, metavar="S", help="seed of the kill schedule (default 1)"
+    )
     p.add_argument(
         "--max-delay",
-        type=float,
+        type=targs.seconds,
         default=PL_MAX_DELAY,
         metavar="S",
         help=f"latest kill after a boot, in seconds (default {PL_MAX_DELAY})",

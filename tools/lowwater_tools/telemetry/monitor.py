@@ -17,7 +17,7 @@ import time
 
 import serial
 
-from lowwater_tools import boards
+from lowwater_tools import args as targs, boards
 from lowwater_tools.errors import UserError
 from lowwater_tools.telemetry.live import LiveView, StopSignals, render_summary
 from lowwater_tools.telemetry.lw1 import CsvLog, Parser
@@ -34,16 +34,21 @@ BACKOFF_MAX = 2.0
 
 def add_arguments(p):
     p.add_argument("--port", required=True, help="serial port or pyserial URL (/dev/ttyUSB0, socket://host:port)")
-    p.add_argument("--baud", type=int, default=115200, help="baud rate (default 115200)")
+    p.add_argument("--baud", type=targs.baud, default=115200, help="baud rate (default 115200)")
     p.add_argument(
         "--board",
         default=None,
         help="board profile: the budget to show when the boot record was missed, and for --plot",
     )
-    p.add_argument("--csv", metavar="FILE", help="save the records as CSV (flushed per record)")
-    p.add_argument("--capture", metavar="FILE", help="save the raw bytes received (everything)")
-    p.add_argument("--plot", metavar="FILE", help="plot the records to FILE at the end (lowwater_tools.telemetry.plot)")
-    p.add_argument("--duration", type=float, default=None, metavar="S", help="stop after S seconds")
+    p.add_argument("--csv", type=targs.output_file, metavar="FILE", help="save the records as CSV (flushed per record)")
+    p.add_argument("--capture", type=targs.output_file, metavar="FILE", help="save the raw bytes received (everything)")
+    p.add_argument(
+        "--plot",
+        type=targs.plot_file,
+        metavar="FILE",
+        help="plot the records to FILE at the end (lowwater_tools.telemetry.plot)",
+    )
+    p.add_argument("--duration", type=targs.seconds, default=None, metavar="S", help="stop after S seconds")
     p.add_argument("--no-reconnect", action="store_true", help="stop when the port drops instead of reopening it")
     p.add_argument("--quiet", action="store_true", help="no live view or record lines: only the summary")
 

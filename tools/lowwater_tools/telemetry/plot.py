@@ -15,7 +15,7 @@ from pathlib import Path
 
 from lowwater_tools.errors import UserError
 from lowwater_tools.telemetry.lw1 import Record, Summary, unwrap_ticks
-from lowwater_tools import boards
+from lowwater_tools import args as targs, boards
 from lowwater_tools.telemetry.lw1 import read_log
 
 FORMATS = (".png", ".svg", ".pdf")
@@ -137,7 +137,7 @@ HELP = "plot a telemetry log: free heap, low-water, budget lines, gc pauses, eve
 
 def add_arguments(p):
     p.add_argument("log", help="telemetry log: a raw capture or a CSV of run/monitor")
-    p.add_argument("-o", "--output", help="image file, .png/.svg/.pdf (default: LOG with .png)")
+    p.add_argument("-o", "--output", type=targs.plot_file, help="image file, .png/.svg/.pdf (default: LOG with .png)")
     p.add_argument("--board", help="board profile for the budget lines when the log has no boot record")
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 
-from lowwater_tools import boards
+from lowwater_tools import args as targs, boards
 from lowwater_tools.errors import UserError
 from lowwater_tools.telemetry.lw1 import Record, Summary, percentile, read_log
 
@@ -25,14 +25,14 @@ def add_arguments(p):
     p.add_argument("--board", help="board profile for the budget when the log has no boot record")
     p.add_argument(
         "--leak-threshold",
-        type=float,
+        type=targs.number(0, 1e12, "bytes per 1000 chunks"),
         default=LEAK_THRESHOLD,
         metavar="BYTES",
         help=f"leak when live heap grows faster than this per 1000 chunks (default {LEAK_THRESHOLD})",
     )
     p.add_argument(
         "--warmup",
-        type=float,
+        type=targs.number(0, 0.99, "a fraction"),
         default=WARMUP,
         metavar="FRACTION",
         help=f"fraction of the budget checks ignored by the leak fit (default {WARMUP})",
