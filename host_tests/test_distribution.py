@@ -9,7 +9,7 @@ import subprocess
 import pytest
 
 from lowwater_tools import cli
-from lowwater_tools.boardio import mpybuild
+from lowwater_tools.boardio import mpybuild, packages
 from lowwater_tools.boardio import size as cmd_size
 from lowwater_tools.errors import UserError
 from lowwater_tools.paths import FIRMWARE, LIB, ROOT, micropython_exe
@@ -33,34 +33,93 @@ def mp(code: str, path, timeout: float = 60) -> str:
     return r.stdout
 
 
-# ---- package.json (mip) ------------------------------------------------------
+# ---- packages: base + opt-in, from one table (boardio/packages.py) -------------
 
 
-def test_package_json_lists_exactly_the_library_files():
-    pkg = json.loads((ROOT / "package.json").read_text())
-    targets = [t for t, _ in pkg["urls"]]
-    assert sorted(targets) == LIB_FILES  # every .py of lib/, nothing else, no duplicates
-    for target, url in pkg["urls"]:
-        assert url == "lib/" + target  # relative: mip resolves it against the package.json's folder
-        assert (ROOT / url).is_file()
-    assert pkg["deps"] == []
-    assert pkg["version"] == LIB_VERSION
+def _json(path) -> dict:
+    return json.loads(path.read_text())
+
+
+def test_every_library_file_is_in_exactly_one_package():
+    pkgs = packages.packages()
+    files = [f.relative_to(LIB).as_posix() for p in pkgs for f in p.files]
+    assert sorted(files) == LIB_FILES  # all of lib/, nothing twice
+    names = [p.name for p in pkgs]
+    assert names[0] == "lowwater" and {"lowwater-prof", "lowwater-flashlog"} <= set(names)
+    base = pkgs[0]
+    assert {"app", "ring", "budget", "store", "pool", "telemetry", "config", "sensor", "process", "_compat"} <= set(
+        base.modules
+    )
+    assert "prof" not in base.modules and "flashlog" not in base.modules
+
+
+def test_each_package_json_lists_its_own_files_with_relative_urls():
+    for pkg in packages.packages():
+        data = _json(pkg.json_path)
+        assert [t for t, _ in data["urls"]] == [f.relative_to(LIB).as_posix() for f in pkg.files]
+        for target, url in data["urls"]:
+            assert url == "lib/" + target  # relative: mip resolves it against the package file's folder
+            assert (ROOT / url).is_file()
+        assert data["deps"] == []
+        assert data["version"] == LIB_VERSION
+    # The root package.json is the base: `mpremote mip install github:OWNER/lowwater`.
+    assert packages.packages()[0].json_path == ROOT / "package.json"
+    assert [t for t, _ in _json(ROOT / "package-prof.json")["urls"]][0] == "lowwater/prof/__init__.py"
+    assert _json(ROOT / "package-flashlog.json")["urls"] == [["lowwater/flashlog.py", "lib/lowwater/flashlog.py"]]
 
 
 def test_package_files_are_up_to_date():
-    # Regenerate with `lowwater mpy --package-json` after adding or removing a module.
-    assert (ROOT / "package.json").read_text() == mpybuild.dumps(mpybuild.package_json())
-    assert (ROOT / "package-firmware.json").read_text() == mpybuild.dumps(mpybuild.firmware_json())
+    # Regenerate with `lowwater mpy --package-json` after adding, moving or removing a module.
+    assert packages.stale() == []
+    assert (ROOT / "package.json").read_text() == mpybuild.dumps(mpybuild.package_json())  # the old entry point
 
 
-def test_firmware_package_lists_boot_and_main():
-    pkg = json.loads((ROOT / "package-firmware.json").read_text())
-    assert pkg["urls"] == [["boot.py", "firmware/boot.py"], ["main.py", "firmware/main.py"]]
-    assert all((ROOT / url).is_file() for _, url in pkg["urls"])
+def test_firmware_package_brings_what_the_firmware_imports_and_nothing_test_only():
+    mods = packages.firmware_modules()
+    assert {"app", "flashlog"} <= mods
+    assert "prof" not in mods and "faults" not in mods  # profiler and fault injection stay off boards
+    needed = [p.name for p in packages.firmware_packages()]
+    assert needed[:2] == ["lowwater", "lowwater-flashlog"] and "lowwater-prof" not in needed
+    data = _json(ROOT / "package-firmware.json")
+    assert data["urls"][:2] == [["boot.py", "firmware/boot.py"], ["main.py", "firmware/main.py"]]
+    want = [f.relative_to(ROOT).as_posix() for p in packages.firmware_packages() for f in p.files]
+    assert [t for t, _ in data["urls"][2:]] == want  # installed with --target /: lib/lowwater/...
+    assert all(t == u and (ROOT / u).is_file() for t, u in data["urls"][2:])
     assert sorted(p.name for p in FIRMWARE.glob("*.py")) == ["boot.py", "main.py"]
 
 
-# ---- manifest.py (freezing) ---------------------------------------------------
+def test_imported_modules_reads_every_import_form(tmp_path):
+    f = tmp_path / "m.py"
+    f.write_text(
+        "from lowwater import app, ring as r\n"
+        "import lowwater.store\n"
+        "def g():\n"
+        "    from lowwater.flashlog import FlashLog\n"
+        "    from lowwater import __version__\n"
+        "import lowwaterx\n"
+    )
+    assert packages.imported_modules(f) == {"app", "ring", "store", "flashlog"}
+
+
+def test_a_module_missing_from_the_table_is_an_error(tmp_path, monkeypatch):
+    pkg = tmp_path / "lowwater"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text('__version__ = "9"\n_MODULES = {"ring": "", "extra": "lowwater-extra"}\n')
+    (pkg / "ring.py").write_text("")
+    (pkg / "stray.py").write_text("")
+    monkeypatch.setattr(packages, "PKG_DIR", pkg)
+    monkeypatch.setattr(packages, "INIT", pkg / "__init__.py")
+    with pytest.raises(UserError) as e:
+        packages.packages()
+    assert "'extra' is in the table but" in str(e.value)
+    assert "lowwater/stray.py is in no package: add 'stray'" in str(e.value)
+    (pkg / "extra.py").write_text("")
+    (pkg / "stray.py").unlink()
+    got = {p.name: [f.name for f in p.files] for p in packages.packages()}
+    assert got == {"lowwater": ["__init__.py", "ring.py"], "lowwater-extra": ["extra.py"]}
+
+
+# ---- manifests (freezing) -------------------------------------------------------
 
 
 class _Options:
@@ -70,12 +129,14 @@ class _Options:
                 setattr(self, k, v)
 
 
-def _run_manifest(**options) -> dict:
-    """Execute manifest.py with stand-ins for MicroPython's manifestfile functions."""
-    got: dict = {"metadata": {}, "packages": [], "modules": [], "requires": [], "includes": []}
-    opts = _Options()
-    for k, v in options.items():
-        setattr(opts, k, v)
+def _run_manifest(name: str = "manifest.py", got: dict | None = None) -> dict:
+    """Execute a manifest with stand-ins for MicroPython's manifestfile functions;
+    include() runs the included manifest (once, as manifestfile does)."""
+    if got is None:
+        got = {"metadata": {}, "packages": [], "modules": [], "requires": [], "includes": [], "visited": set()}
+    if name in got["visited"]:
+        return got
+    got["visited"].add(name)
 
     def package(package_path, files=None, base_path=".", opt=None):
         got["packages"].append((package_path, files, base_path, opt))
@@ -83,11 +144,12 @@ def _run_manifest(**options) -> dict:
     def module(module_path, base_path=".", opt=None):
         got["modules"].append((module_path, base_path, opt))
 
-    def require(name, version=None, **kw):
-        got["requires"].append(name)
+    def require(req, version=None, **kw):
+        got["requires"].append(req)
 
     def include(path, **kw):
         got["includes"].append(path)
+        _run_manifest(path, got)
 
     def metadata(**kw):
         got["metadata"].update(kw)
@@ -98,10 +160,10 @@ def _run_manifest(**options) -> dict:
         "require": require,
         "include": include,
         "metadata": metadata,
-        "options": opts,
+        "options": _Options(),
     }
-    src = (ROOT / "manifest.py").read_text()
-    exec(compile(src, "manifest.py", "exec"), env)
+    src = (ROOT / name).read_text()
+    exec(compile(src, name, "exec"), env)
     return got
 
 
@@ -118,17 +180,33 @@ def _frozen_files(got: dict) -> list[str]:
             ]
         else:
             out += [f"{package_path}/{f}" for f in files]
+            assert all((base / package_path / f).is_file() for f in files)
     out += [m for m, _, _ in got["modules"]]
+    assert len(out) == len(set(out))  # nothing frozen twice
     return sorted(out)
 
 
-def test_manifest_freezes_exactly_the_library():
-    got = _run_manifest()
-    assert got["packages"] == [("lowwater", None, "lib", None)]
-    assert _frozen_files(got) == LIB_FILES
+def _rel(files) -> list[str]:
+    return sorted(f.relative_to(LIB).as_posix() for f in files)
+
+
+def test_each_manifest_freezes_its_package_and_the_base():
+    pkgs = packages.packages()
+    base = pkgs[0]
+    got = _run_manifest("manifest.py")
+    assert _frozen_files(got) == _rel(base.files)
     assert got["requires"] == []  # no micropython-lib dependencies
     assert got["metadata"]["version"] == LIB_VERSION
     assert got["metadata"]["description"]
+    for pkg in pkgs[1:]:
+        got = _run_manifest(pkg.manifest_path.name)
+        assert got["includes"] == ["manifest.py"]
+        assert _frozen_files(got) == _rel(base.files + pkg.files)
+        assert got["metadata"]["description"].startswith(pkg.name)
+    got = _run_manifest("manifest-firmware.py")
+    want = [f for p in packages.firmware_packages() for f in p.files]
+    assert _frozen_files(got) == _rel(want)
+    assert "lowwater/prof/__init__.py" not in _frozen_files(got)
 
 
 # ---- .mpy builds ---------------------------------------------------------------

@@ -21,8 +21,10 @@ _MODULES = {
     "sensor": "",
     "store": "",
     "telemetry": "",
+    "window": "",
     "flashlog": "lowwater-flashlog",
     "mqtt": "lowwater-mqtt",
+    "mqttlink": "lowwater-mqtt",
     "prof": "lowwater-prof",
 }
 

@@ -14,7 +14,6 @@ compilers and picks one with `-b VERSION`, which is how mpy_version works.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import subprocess
@@ -22,7 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from lowwater_tools.errors import UserError
-from lowwater_tools.paths import FIRMWARE, LIB, ROOT, tool_exe
+from lowwater_tools.paths import LIB, ROOT, tool_exe
 
 # mpy-cross -march values; the index is the arch field of sys.implementation._mpy
 # and of an .mpy header (MicroPython py/persistentcode.h, MP_NATIVE_ARCH_*).
@@ -188,45 +187,39 @@ def skipped(arch: str | None, base: Path = LIB) -> list[Path]:
     return [] if arch else [p for p in sources(base) if needs_arch(p)]
 
 
-# ---- mip package files (package.json, package-firmware.json) ----------------
+# ---- mip package files: generated from the package table (boardio/packages.py)
 
 
 def version() -> str:
     """lowwater.__version__, read from lib/lowwater/__init__.py without importing it."""
-    m = re.search(r'^__version__\s*=\s*"([^"]+)"', (LIB / "lowwater" / "__init__.py").read_text(), re.M)
-    if not m:
-        raise UserError("lib/lowwater/__init__.py has no __version__")
-    return m.group(1)
+    from lowwater_tools.boardio import packages
+
+    return packages.version()
 
 
 def package_json() -> dict:
-    """mip's package.json for lib/: every .py under lib/, relative URLs (mip
-    resolves them against the package.json's own location, on GitHub or on disk)."""
-    urls = [[p.relative_to(LIB).as_posix(), p.relative_to(ROOT).as_posix()] for p in sources(LIB)]
-    return {"urls": urls, "deps": [], "version": version()}
+    """package.json: the base package `lowwater` (boardio/packages.py)."""
+    from lowwater_tools.boardio import packages
+
+    return packages.package_json(packages.packages()[0])
 
 
 def firmware_json() -> dict:
-    """package-firmware.json: boot.py and main.py, for `mip install --target /`."""
-    urls = [[p.name, p.relative_to(ROOT).as_posix()] for p in sorted(FIRMWARE.glob("*.py"))]
-    return {"urls": urls, "deps": [], "version": version()}
+    """package-firmware.json: boot.py, main.py and the packages they import."""
+    from lowwater_tools.boardio import packages
+
+    return packages.firmware_json()
 
 
 def dumps(obj: dict) -> str:
     """The exact text written to the package files: one file per line (diff-friendly)."""
-    lines = ["{", '  "urls": [']
-    urls = obj["urls"]
-    for i, pair in enumerate(urls):
-        lines.append("    " + json.dumps(pair) + ("," if i < len(urls) - 1 else ""))
-    lines.append("  ],")
-    lines.append(f'  "deps": {json.dumps(obj["deps"])},')
-    lines.append(f'  "version": {json.dumps(obj["version"])}')
-    lines.append("}")
-    return "\n".join(lines) + "\n"
+    from lowwater_tools.boardio import packages
+
+    return packages.dumps(obj)
 
 
 def write_package_files() -> list[Path]:
-    """(Re)write package.json and package-firmware.json from lib/ and firmware/."""
-    PACKAGE_JSON.write_text(dumps(package_json()))
-    FIRMWARE_JSON.write_text(dumps(firmware_json()))
-    return [PACKAGE_JSON, FIRMWARE_JSON]
+    """(Re)write every package file (package*.json, manifest*.py) from the table."""
+    from lowwater_tools.boardio import packages
+
+    return packages.write_all()
