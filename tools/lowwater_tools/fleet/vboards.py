@@ -1,0 +1,155 @@
+"""Networked virtual boards: N MicroPython unix-port processes, each running the
+firmware with a profile that has MQTT settings, publishing as a board would.
+
+    with NetBoards("127.0.0.1", 1883, n=20) as boards:
+        ...                      # boards.names, boards.procs
+    # leaving: SIGINT to each (they publish `done` and disconnect), then SIGKILL
+
+Each board gets a profile derived from boards/<name>.json (cycling through the
+profiles), name `<profile>-<NNN>` (its board id), sensor seed NNN, a simulated
+sensor paced at `chunk_rate` chunks per second, `check_every` chunks per budget
+check (so 2 records per check: mem and stat). lib/ is compiled to .mpy for x64
+first, as a board gets it (source compile needs more heap than the profile has).
+One process costs about 25 MB and 0.1 s CPU to start.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+from .. import boards as boardsmod
+from .. import launch
+from ..boardio import mpybuild
+
+PROFILES = ("esp32", "esp32s3", "pico_w", "rp2040", "unix")
+NETBOARD = Path(__file__).resolve().parent / "device" / "netboard.py"
+
+
+def board_profile(
+    base: str, index: int, host: str, port: int, *, chunk_rate: float, check_every: int, keepalive: int, prefix: str
+) -> dict:
+    p = dict(boardsmod.load(base))
+    p["name"] = f"{p['name']}-{index:03d}"
+    s = dict(p["sensor"])
+    samples = p["chunk_size"] // s["width"]
+    s.update(kind="sim", seed=index + 1, rate_hz=max(1, int(round(chunk_rate * samples))))
+    p["sensor"] = s
+    p["check_every"] = check_every
+    p["log_every"] = 0  # no flash log on the host
+    p["mqtt"] = {"host": host, "port": port, "keepalive": keepalive, "prefix": prefix, "client_id": p["name"]}
+    return p
+
+
+class NetBoards:
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        n: int,
+        *,
+        profiles=PROFILES,
+        chunk_rate: float = 100.0,
+        check_every: int = 32,
+        keepalive: int = 10,
+        prefix: str = "lowwater",
+        chunks: int = 0,
+        first: int = 0,
+    ):
+        self.host, self.port, self.n = host, port, n
+        self.profiles = tuple(profiles)
+        self.chunk_rate = chunk_rate
+        self.check_every = check_every
+        self.keepalive = keepalive
+        self.prefix = prefix
+        self.chunks = chunks
+        self.first = first
+        self.dir = Path(tempfile.mkdtemp(prefix="lw-fleet-"))
+        self.names: list[str] = []
+        self.paths: list[Path] = []
+        self.heaps: list[int] = []
+        self.procs: list[subprocess.Popen] = []
+        self.mpy = self.dir / "mpy"
+
+    def prepare(self) -> None:
+        mpybuild.build(self.mpy, arch="x64")
+        for i in range(self.first, self.first + self.n):
+            base = self.profiles[i % len(self.profiles)]
+            p = board_profile(
+                base,
+                i,
+                self.host,
+                self.port,
+                chunk_rate=self.chunk_rate,
+                check_every=self.check_every,
+                keepalive=self.keepalive,
+                prefix=self.prefix,
+            )
+            path = self.dir / f"{p['name']}.json"
+            path.write_text(json.dumps(p))
+            self.names.append(p["name"])
+            self.paths.append(path)
+            self.heaps.append(boardsmod.unix_heap(p))
+
+    def start(self, stdout=subprocess.DEVNULL) -> NetBoards:
+        if not self.names:
+            self.prepare()
+        for i in range(len(self.names)):
+            self.procs.append(self.spawn(i, stdout=stdout))
+        return self
+
+    def spawn(self, i: int, stdout=subprocess.DEVNULL) -> subprocess.Popen:
+        """Start board i (again: a restart after a kill)."""
+        return launch.popen(
+            [str(NETBOARD)],
+            self.heaps[i],
+            lib=self.mpy,
+            extra_env={"LOWWATER_BOARD": str(self.paths[i]), "LOWWATER_CHUNKS": str(self.chunks)},
+            stdout=stdout,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    def alive(self) -> int:
+        return sum(1 for p in self.procs if p.poll() is None)
+
+    def stop(self, grace: float = 3.0) -> None:
+        """SIGINT each board (it finishes: `end`, status `done`), then SIGKILL stragglers."""
+        for p in self.procs:
+            if p.poll() is None:
+                try:
+                    p.send_signal(signal.SIGINT)
+                except ProcessLookupError:
+                    pass
+        end = time.monotonic() + grace
+        for p in self.procs:
+            try:
+                p.wait(timeout=max(0.05, end - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                pass
+        for p in self.procs:
+            if p.poll() is None:
+                try:
+                    os.killpg(p.pid, signal.SIGKILL)
+                except (ProcessLookupError, PermissionError):
+                    p.kill()
+                p.wait(timeout=5)
+            for f in (p.stdout,):
+                if f is not None:
+                    f.close()
+
+    def cleanup(self) -> None:
+        self.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.cleanup()
