@@ -48,10 +48,19 @@ mem_free = getattr(gc, "mem_free", None)
 mem_alloc = getattr(gc, "mem_alloc", None)
 
 # The viper emitter: a separate module so a port without it fails at import
-# (SyntaxError) instead of at call time. VIPER is None or the module.
+# instead of at call time, and the plain twins run. VIPER is None or the module.
+# How a port says it cannot run it: from source, SyntaxError (no emitter);
+# as .mpy, ValueError "native code in .mpy unsupported" (a port without native
+# code, e.g. the wasm32 runtime) or "incompatible .mpy arch" (an .mpy built for
+# another CPU: an xtensawin file on an RP2040). Any other ValueError is a bug
+# in _viper and propagates.
 try:
     from lowwater import _viper as VIPER
 except (ImportError, SyntaxError):
+    VIPER = None
+except ValueError as _e:
+    if ".mpy" not in str(_e):
+        raise
     VIPER = None
 
 

