@@ -25,6 +25,7 @@ from lowwater_tools import __version__
 from lowwater_tools.bench import bench
 from lowwater_tools.boardio import check, deploy, fit, flash, mpy, run, size, vboard
 from lowwater_tools.errors import UserError
+from lowwater_tools.fleet import fleet
 from lowwater_tools.reliability import log, soak
 from lowwater_tools.telemetry import monitor, plot, report
 
@@ -36,6 +37,7 @@ COMMANDS = {
     "deploy": deploy,
     "flash": flash,
     "monitor": monitor,
+    "fleet": fleet,
     "fit": fit,
     "plot": plot,
     "report": report,
