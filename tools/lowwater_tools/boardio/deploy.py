@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import os
 import queue
+import signal
 import subprocess
 import sys
 import tempfile
@@ -54,6 +55,7 @@ class Plan:
     remove: list[str] = field(default_factory=list)  # stale files, then stale dirs (deepest first)
     mkdir: list[str] = field(default_factory=list)
     board_mpy: int | None = None
+    notes: list[str] = field(default_factory=list)  # entries of the tree left out, one line each
 
 
 @dataclass
@@ -70,30 +72,42 @@ class Result:
 # ---- the deploy set -------------------------------------------------------
 
 
-def _files(base: Path):
+def _files(base: Path, notes: list[str] | None = None):
+    """(path, relative path) of every file of `base` that goes on the board. Odd
+    entries (mpybuild.odd_file: non-UTF-8 or control-character names, dangling
+    symlinks, symlinks out of the tree, symlinked folders) are left out, each with
+    a line in `notes`."""
     for p in sorted(base.rglob("*")):
         rel = p.relative_to(base)
         if any(part.startswith(".") or part in _SKIP_NAMES for part in rel.parts):
+            continue
+        if p.is_dir() and not p.is_symlink():
+            continue
+        why = mpybuild.odd_file(p, base)
+        if why:
+            if notes is not None:
+                notes.append(f"skipped {_rel(p)}: {why}")
             continue
         if p.is_file() and p.suffix not in (".pyc", ".mpy"):
             yield p, rel
 
 
-def deploy_set(board: str, mpy_args: list[str] | None = None) -> list[Item]:
-    """The files to put on the board. mpy_args: compile lib/ with these mpy-cross options."""
+def deploy_set(board: str, mpy_args: list[str] | None = None, notes: list[str] | None = None) -> list[Item]:
+    """The files to put on the board. mpy_args: compile lib/ with these mpy-cross options.
+    notes: gets a line for every entry of the tree left out (see _files)."""
     profile_file = boards.profile_path(board)
     boards.load(board)  # refuse an invalid profile before touching the board
     items = []
     if FIRMWARE.is_dir():
-        for p in sorted(FIRMWARE.iterdir()):
-            if p.is_file() and not p.name.startswith(".") and p.suffix != ".pyc":
+        for p, rel in _files(FIRMWARE, notes):
+            if len(rel.parts) == 1:
                 items.append(Item("/" + p.name, p, p))
-    lib = list(_files(LIB))
+    lib = list(_files(LIB, notes))
     compiled = {}
     if mpy_args is not None:
         # The same build as `make mpy` / `lowwater mpy` (mpybuild), for the board's arch.
         arch = next((a.split("=", 1)[1] for a in mpy_args if a.startswith("-march=")), None)
-        for out in mpybuild.build(MPY_DIR, arch=arch):
+        for out in mpybuild.build(MPY_DIR, arch=arch, base=LIB):
             compiled[LIB / out.relative_to(MPY_DIR).with_suffix(".py")] = out
     for p, rel in lib:
         remote = "/lib/" + rel.as_posix()
@@ -103,7 +117,10 @@ def deploy_set(board: str, mpy_args: list[str] | None = None) -> list[Item]:
             items.append(Item(remote, p, p))
     items.append(Item("/board.json", profile_file, profile_file))
     for it in items:
-        data = it.local.read_bytes()
+        try:
+            data = it.local.read_bytes()
+        except OSError as e:
+            raise UserError(f"cannot read {_rel(it.local)}: {e.strerror or e}") from None
         it.sha256 = hashlib.sha256(data).hexdigest()
         it.size = len(data)
     return items
@@ -154,7 +171,7 @@ def lw_h(p):
         return
     if hashlib is None:
         f.close()
-        print('LW:F', p, '-')
+        print('LW:F', lw_x(p), '-')
         return
     h = hashlib.sha256()
     b = bytearray(512)
@@ -165,38 +182,105 @@ def lw_h(p):
             break
         h.update(m[:n])
     f.close()
-    print('LW:F', p, hexlify(h.digest()).decode())
-def lw_w(d):
+    print('LW:F', lw_x(p), hexlify(h.digest()).decode())
+def lw_x(p):
+    return hexlify(p if isinstance(p, bytes) else p.encode()).decode()
+def lw_w(d, depth):
     try:
         es = list(os.ilistdir(d))
     except OSError:
         return
-    print('LW:D', d)
+    print('LW:D', lw_x(d))
     for e in es:
         p = d + '/' + e[0]
         if e[1] & 0x4000:
-            lw_w(p)
+            if depth < 16:
+                lw_w(p, depth + 1)
         else:
             lw_h(p)
 for d in %(dirs)r:
     try:
         if os.stat(d)[0] & 0x4000:
-            print('LW:D', d)
+            print('LW:D', lw_x(d))
     except OSError:
         pass
 for p in %(files)r:
     lw_h(p)
-lw_w(%(stale)r)
+lw_w(%(stale)r, 0)
+print('LW:end')
 """
 
 
-def _run(cmd: list[str], timeout: float, what: str | None = None) -> subprocess.CompletedProcess:
+OUTPUT_LIMIT = 4 << 20  # bytes a board tool may print before it is stopped (a board can talk forever)
+
+
+def _die_with_parent():  # pragma: no cover - runs in the child before exec
+    # SIGTERM the tool when lowwater goes away, even by SIGKILL: no mpremote is
+    # left talking to the board (Linux; elsewhere the finally blocks still kill it).
+    if _prctl is not None:
+        _prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+try:
+    import ctypes
+
+    _prctl = ctypes.CDLL(None, use_errno=True).prctl if sys.platform.startswith("linux") else None
+except (OSError, AttributeError):
+    _prctl = None
+
+
+def tool_popen(cmd: list[str], **kw) -> subprocess.Popen:
+    """Start a board tool (mpremote, ampy, esptool): output piped, no stdin, dies with us."""
+    return subprocess.Popen(
+        cmd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        preexec_fn=_die_with_parent,
+        **kw,
+    )
+
+
+def run_tool(cmd: list[str], timeout: float, what: str | None = None, limit: int = OUTPUT_LIMIT) -> tuple[int, bytes]:
+    """Run a board tool to the end: (exit status, its output). Bounded by `timeout`
+    and by `limit` bytes of output; the tool is killed on any way out (a timeout,
+    Ctrl-C, SIGTERM through cli.Terminated)."""
+    what = what or Path(cmd[0]).name
+    import select
+
+    proc = tool_popen(cmd)
+    deadline = time.monotonic() + timeout
+    buf = bytearray()
     try:
-        return subprocess.run(
-            cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=timeout, stdin=subprocess.DEVNULL
-        )
-    except subprocess.TimeoutExpired:
-        raise UserError(f"{what or Path(cmd[0]).name} did not finish within {timeout:g} s") from None
+        fd = proc.stdout.fileno()
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise UserError(f"{what} did not finish within {timeout:g} s")
+            ready, _, _ = select.select([fd], [], [], min(left, 0.5))
+            if not ready:
+                continue
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                break
+            buf += chunk
+            if len(buf) > limit:
+                raise UserError(f"{what} printed more than {limit} bytes: stopped (is the board flooding its output?)")
+        try:
+            rc = proc.wait(max(0.5, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            raise UserError(f"{what} did not finish within {timeout:g} s") from None
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(5)
+        proc.stdout.close()
+    return rc, bytes(buf)
+
+
+def _run(cmd: list[str], timeout: float, what: str | None = None) -> subprocess.CompletedProcess:
+    rc, out = run_tool(cmd, timeout, what)
+    return subprocess.CompletedProcess(cmd, rc, out.decode("utf-8", "replace"))
 
 
 def _tool_error(tool: str, port: str, out: str) -> UserError:
@@ -246,16 +330,19 @@ class _Mpremote:
             return
         for i, s in enumerate(steps):
             cmd += (["+"] if i else []) + s
-        byname = {str(it.local): it for it in plan.copy}
+        byline = {f"cp {it.local} :{it.remote}": it for it in plan.copy}
         timeout = self.timeout + sum(it.size for it in plan.copy) / 2000
         lines = _stream(cmd, timeout, "mpremote")
         out = []
-        for line in lines:
-            out.append(line)
-            if line.startswith("cp "):
-                it = byname.get(line.split(" ")[1])
+        try:
+            for line in lines:
+                if len(out) < 10_000:
+                    out.append(line)
+                it = byline.get(line.rstrip())
                 if it:
                     progress(it)
+        finally:
+            lines.stop()
         if lines.returncode != 0:
             raise _tool_error("mpremote", self.port, "\n".join(out))
 
@@ -300,9 +387,7 @@ class _Lines:
         self.what = what
         self.deadline = time.monotonic() + timeout
         self.timeout = timeout
-        self.proc = subprocess.Popen(
-            cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, stdin=subprocess.DEVNULL
-        )
+        self.proc = tool_popen(cmd, text=True, errors="replace")
         self.q: queue.Queue = queue.Queue()
         threading.Thread(target=self._pump, daemon=True).start()
         self.returncode = None
@@ -325,9 +410,13 @@ class _Lines:
                 yield line
             self.returncode = self.proc.wait(max(1.0, self.deadline - time.monotonic()))
         finally:
-            if self.proc.poll() is None:
-                self.proc.kill()
-                self.proc.wait(5)
+            self.stop()
+
+    def stop(self) -> None:
+        """Kill the tool if it still runs (idempotent)."""
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(5)
 
 
 def _stream(cmd, timeout, what) -> _Lines:
@@ -369,18 +458,48 @@ def _read_until(s, ending: bytes, timeout: float, port: str) -> bytes:
 
 
 def _parse(out: str) -> tuple[int | None, dict[str, str], set[str]]:
-    mpy, hashes, dirs = None, {}, set()
+    """The deploy query's answer: (sys.implementation._mpy, {path: sha256}, {dir}).
+    Names come hex-encoded (spaces and any byte survive); whatever the board says
+    is checked: a name that is not a plain absolute path is refused (_board_path)."""
+    mpy, hashes, dirs, ended = None, {}, set(), False
     for line in out.splitlines():
         parts = line.strip().split(" ")
         if parts[0] == "LW:mpy" and len(parts) == 2:
-            mpy = int(parts[1])
+            try:
+                mpy = int(parts[1])
+            except ValueError:
+                raise UserError(
+                    f"the board answered the deploy query with a bad .mpy version {parts[1][:40]!r}"
+                ) from None
+            if not 0 <= mpy < 2**16:
+                raise UserError(f"the board answered the deploy query with a bad .mpy version {mpy}")
         elif parts[0] == "LW:F" and len(parts) == 3:
-            hashes[parts[1]] = parts[2]
+            hashes[_board_path(parts[1])] = parts[2]
         elif parts[0] == "LW:D" and len(parts) == 2:
-            dirs.add(parts[1])
-    if mpy is None:
+            dirs.add(_board_path(parts[1]))
+        elif parts[0] == "LW:end":
+            ended = True
+    if mpy is None or not ended:
         raise UserError("the board did not answer the deploy query (no MicroPython?)")
     return mpy, hashes, dirs
+
+
+def _board_path(hexname: str) -> str:
+    """A path the board listed, hex-decoded; UserError unless it is a plain absolute
+    path (UTF-8, no control characters, no empty, `.` or `..` parts)."""
+    try:
+        path = bytes.fromhex(hexname).decode("utf-8")
+    except ValueError:
+        raise UserError(f"the board listed a name that is not UTF-8 (hex {hexname[:60]}): refused") from None
+    parts = path.split("/")
+    if (
+        len(path) > 1024
+        or not path.startswith("/")
+        or any(ord(c) < 32 or ord(c) == 127 for c in path)
+        or any(p in ("", ".", "..") for p in parts[1:])
+    ):
+        raise UserError(f"the board listed an unsafe name {path[:80]!r}: refused, nothing changed")
+    return path
 
 
 def plan(
@@ -397,8 +516,9 @@ def plan(
     if port is None:
         if mpy:
             raise UserError("--mpy needs --port: the board's .mpy version decides how to compile")
-        items = deploy_set(board)
-        p = Plan(items, _dirs(items))
+        notes: list[str] = []
+        items = deploy_set(board, notes=notes)
+        p = Plan(items, _dirs(items), notes=notes)
         p.copy, p.mkdir = list(items), list(p.dirs)
         return p, None
     check_port(port)
@@ -412,8 +532,9 @@ def plan(
         reset_first,
     )
     board_mpy, hashes, have_dirs = _parse(out)
-    items = deploy_set(board, mpy_args_for(board_mpy) if mpy else None)
-    p = Plan(items, _dirs(items), board_mpy=board_mpy)
+    notes: list[str] = []
+    items = deploy_set(board, mpy_args_for(board_mpy) if mpy else None, notes)
+    p = Plan(items, _dirs(items), board_mpy=board_mpy, notes=notes)
     wanted = {it.remote for it in items}
     for it in items:
         (p.unchanged if hashes.get(it.remote) == it.sha256 else p.copy).append(it)
@@ -445,6 +566,8 @@ def deploy(
         )
     p, drv = plan(port, board, mpy, tool, timeout, reset_first=not dry_run)
     res = Result(p)
+    for note in p.notes:
+        print(f"lowwater: {note}", file=sys.stderr, flush=True)
     if dry_run:
         say.dry(p)
         res.seconds = time.monotonic() - t0

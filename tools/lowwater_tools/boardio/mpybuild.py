@@ -102,12 +102,37 @@ def needs_arch(path: Path) -> bool:
 
 
 def sources(base: Path = LIB) -> list[Path]:
-    """The .py files of lib/ (what lands on a board), sorted."""
+    """The .py files of lib/ (what lands on a board), sorted; odd entries (odd_file) left out."""
     return sorted(
         p
         for p in base.rglob("*.py")
         if not any(part.startswith(".") or part == "__pycache__" for part in p.relative_to(base).parts)
+        and odd_file(p, base) is None
     )
+
+
+def odd_file(p: Path, base: Path) -> str | None:
+    """Why the tree entry p is never put on a board (None: it may be). Shared by
+    `lowwater mpy` and `lowwater deploy` (which says so on stderr): a name that is
+    not UTF-8 or holds a control character (a board's REPL cannot carry it), a
+    dangling symlink, a symlink leading out of `base` (a host file would land on
+    the board), a symlinked folder (not followed)."""
+    rel = str(p.relative_to(base))
+    try:
+        rel.encode("utf-8")
+    except UnicodeEncodeError:
+        return "its name is not valid UTF-8 (rename it)"
+    if any(ord(c) < 32 or ord(c) == 127 for c in rel):
+        return "its name holds a control character (rename it)"
+    try:
+        target = p.resolve(strict=True)
+    except (OSError, RuntimeError):
+        return "a dangling symlink"
+    if p.is_symlink() and target.is_dir():
+        return "a symlinked folder (not followed)"
+    if not target.is_relative_to(base.resolve()):
+        return f"a symlink to {target}, outside {base.name}/ (not copied)"
+    return None
 
 
 def _version_args(mpy_version) -> list[str]:
