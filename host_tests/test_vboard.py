@@ -49,6 +49,13 @@ def ampy(vb, *args, timeout=T) -> str:
     return r.stdout
 
 
+def hard_reset(vb):
+    """machine.reset(): the only way to stop a started watchdog (it survives soft resets)."""
+    hard = vb.hard_reset_count
+    mpr(vb, "exec", "--no-follow", "import machine; machine.reset()")
+    vb.wait(lambda b: b.hard_reset_count > hard and b.booted)
+
+
 def put(vb, name, text):
     mpr(vb, "exec", f"with open({name!r}, 'w') as f:\n f.write({text!r})")
 
@@ -268,6 +275,7 @@ def test_machine_stand_ins(vb):
         "print(type(machine.unique_id()), machine.freq() > 0, machine.reset_cause() in (1, 2, 3, 5))\n"
         "print(hot(adc, w, p))",
     )
+    hard_reset(vb)  # stop the watchdog
     lines = out.splitlines()
     assert lines[0] == "1 0 1 True True True"
     assert lines[1] == "<class 'bytes'> True True"
@@ -283,6 +291,7 @@ def test_watchdog_resets_an_unfed_board_but_not_a_fed_one(vb):
         "for i in range(60):\n w.feed(); time.sleep_ms(20)\nprint('fed')",
     )
     assert vb.wdt_reset_count == n
+    hard_reset(vb)
     mpr(vb, "exec", "import machine\nmachine.WDT(timeout=300)\nprint('armed')")
     vb.wait(lambda b: b.wdt_reset_count > n and b.booted, timeout=15)
     assert vb.wdt_reset_count == n + 1

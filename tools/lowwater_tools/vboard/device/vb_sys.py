@@ -29,12 +29,19 @@ class _Raw(io.IOBase):
         self._h = bytearray(_PREFIX + b"00000000\x07")
         self._x = _HEX
 
+    # Few locals per function: a bytecode frame over ~11 words is heap-allocated
+    # on every call (micropython.mem_total() sees it, heap_lock() does not).
     def write(self, b, a=-1, c=-1):
         # write(b), write(b, max_len), write(b, off, max_len), as a MicroPython stream
-        t = type(b)
-        if t is str:
+        if a >= 0 or (type(b) is not bytes and type(b) is not bytearray):
+            return self._other(b, a, c)
+        self._head(len(b))
+        return self._w(b)
+
+    def _other(self, b, a, c):
+        if type(b) is str:
             b = b.encode()
-        elif t is not bytes and t is not bytearray:
+        elif type(b) is not bytes and type(b) is not bytearray:
             b = bytes(b)  # array, memoryview: len() counts items, the frame counts bytes
         n = len(b)
         if c >= 0:
@@ -44,14 +51,18 @@ class _Raw(io.IOBase):
             if a >= 0:
                 n = min(n, a)
             a = 0
-        h = self._h
-        x = self._x
-        t = n
-        for i in range(22, 14, -1):  # the 8 length digits, last first
-            h[i] = x[t & 15]
-            t >>= 4
-        self._w(h)
+        self._head(n)
         return self._w(b, a, n)
+
+    def _head(self, n):
+        # the header with n in its 8 length digits (last first), sent
+        h = self._h
+        i = 22
+        while i > 14:
+            h[i] = self._x[n & 15]
+            n >>= 4
+            i -= 1
+        self._w(h)
 
     def flush(self):
         pass
