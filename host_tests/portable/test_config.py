@@ -72,7 +72,7 @@ def test_bad_sensor_fields_are_named():
 def test_unreadable_and_malformed_files():
     msg = str(ptest.raises(config.ProfileError, config.load, "/nonexistent/board.json"))
     assert "cannot read" in msg
-    msg = str(ptest.raises(config.ProfileError, config.load, "README.md"))
+    msg = str(ptest.raises(config.ProfileError, config.load, "pyproject.toml"))
     assert "JSON" in msg
 
 
@@ -94,3 +94,94 @@ def test_optional_log_settings_are_checked():
         p = _good()
         p[field] = bad
         assert field in _message(p)
+
+
+# --- every field has a type and a range; what validate accepts, the firmware runs ----
+
+
+def _tmpfile(data):
+    import os
+
+    path = (os.getenv("TMPDIR") or "/tmp") + "/lw_profile_" + "".join("%02x" % b for b in os.urandom(6))
+    with open(path, "wb") as f:
+        f.write(data)
+    return path
+
+
+def _remove(path):
+    import os
+
+    os.remove(path)
+
+
+def _set(p, field, v):
+    if field.startswith("sensor."):
+        p["sensor"][field[7:]] = v
+    else:
+        p[field] = v
+
+
+# (field, bad values): each must fail with a message naming the field.
+BAD = (
+    ("name", ("my board", "b\u00f8ard", "", "x" * 33, "a\nb", 7, None, ["unix"])),
+    ("chip", ("ESP 32", "", {"a": 1})),
+    ("family", ("avr", 1)),
+    ("word_bits", (16, 31, True)),
+    ("heap", (0, -1, 1024, 1 << 40, 131072.0, "131072", True)),
+    ("warn_free", (0, -5, 1 << 40)),
+    ("min_free", (0, 1 << 40)),
+    ("check_every", (0, 65536, 1 << 40, [1])),
+    ("chunk_size", (0, 65536, 255)),
+    ("chunk_count", (0, 65536, 10**6)),
+    ("store_items", (-1, 65536, 10**9, {"n": 1})),
+    ("pool_blocks", (-1, 65536, 70000, 60000)),
+    ("flash_offset", (-1, 1 << 40)),
+    ("flash_size", (0, 1 << 40)),
+    ("fs_size", (0, 1 << 40, 1 << 30, 4097, 4096, 2097152 + 4096)),
+    ("wdt_ms", (0, 99, 3600001, 1 << 40)),
+    ("sensor.kind", ("thermocouple", None)),
+    ("sensor.seed", (-1, 1 << 30, 1 << 40, "1")),
+    ("sensor.rate_hz", (0, 10**7)),
+    ("sensor.width", (0, 3)),
+    ("log_every", (-1, 65536, "4")),
+    ("log_file_bytes", (10, 1 << 20)),
+    ("log_files", (1, 65, 60)),
+    ("description", ("x" * 201, 5)),
+)
+
+
+def test_every_field_has_a_type_and_a_range():
+    n = 0
+    for field, values in BAD:
+        for v in values:
+            p = _good()
+            _set(p, field, v)
+            msg = _message(p)
+            assert field in msg or (field == "pool_blocks" and "pool_blocks" in msg), (field, v, msg)
+            n += 1
+    assert n == sum([len(v) for _, v in BAD])
+    p = _good()
+    p["family"] = "rp2040"
+    p["wdt_ms"] = 8389  # the RP2040 watchdog's limit
+    assert "wdt_ms" in _message(p)
+    p = _good()
+    p["sensor"] = {"kind": "adc", "seed": 1, "rate_hz": 1, "width": 2, "pin": 64}
+    assert "sensor.pin" in _message(p)
+
+
+def test_files_that_are_not_profiles():
+    cases = (
+        (b" " * 16385, "larger than"),
+        (b"[" * 5000 + b"]" * 5000, "JSON"),  # deep nesting: RecursionError on CPython
+        (b'{"name": "\xff\xfe"}', "UTF-8"),
+        (b"\x00\x01", "JSON"),
+        (b"", "JSON"),
+        (b"[1, 2]", "JSON object"),
+    )
+    for data, want in cases:
+        path = _tmpfile(data)
+        try:
+            e = ptest.raises(config.ProfileError, config.load, path)
+        finally:
+            _remove(path)
+        assert want in str(e), (data[:20], str(e))
