@@ -254,6 +254,6 @@ class Fleet:
                 "rejected": c.rejected,
                 "broker_dropped": c.broker_dropped,
                 "lost": sum(r["lost"] for r in rows),
-                "offline": sum(1 for r in rows if r["offline"]),
+                "offline": sum(1 for r in rows if r["offline"] and not r["ended"]),
             }
         return rows, totals

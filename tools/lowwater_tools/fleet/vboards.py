@@ -29,6 +29,10 @@ from .. import launch
 from ..boardio import mpybuild
 
 PROFILES = ("esp32", "esp32s3", "pico_w", "rp2040", "unix")
+# Extra unix-port heap for the MQTT client: importing lowwater.mqtt and
+# lowwater.mqttlink (.mpy) plus a Publisher takes 16.5 KB on the 64-bit unix port
+# (docs/fleet.md); the `unix` profile has no room for that on top of its budget.
+MQTT_HEAP = 24 * 1024
 NETBOARD = Path(__file__).resolve().parent / "device" / "netboard.py"
 
 
@@ -95,7 +99,7 @@ class NetBoards:
             path.write_text(json.dumps(p))
             self.names.append(p["name"])
             self.paths.append(path)
-            self.heaps.append(boardsmod.unix_heap(p))
+            self.heaps.append(boardsmod.unix_heap(p) + MQTT_HEAP)
 
     def start(self, stdout=subprocess.DEVNULL) -> NetBoards:
         if not self.names:
