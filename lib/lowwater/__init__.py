@@ -3,6 +3,10 @@
 # compiles what it uses; docs/distribution.md.
 __version__ = "0.1.0"
 
+# `from lowwater import *` binds only this: modules are imported by name, and
+# on first use, so that a board compiles only what it runs.
+__all__ = ("__version__",)
+
 # Every module of lib/lowwater and the package that installs it: "" is the base
 # package `lowwater` (package.json, manifest.py); an opt-in package `lowwater-X`
 # has its own package-X.json and manifest-X.py. This table is the one place
