@@ -35,6 +35,7 @@ def add_arguments(p):
     p.add_argument("--mpy", action="store_true", help="with --deploy: compile lib/ to .mpy")
     p.add_argument("--monitor", action="store_true", help="run `lowwater monitor` on it; stop when the monitor stops")
     p.add_argument("--duration", type=targs.seconds, metavar="S", help="with --monitor: monitor for S seconds")
+    p.add_argument("--broker", metavar="HOST:PORT", help="a networked board: publish to this MQTT broker (docs/fleet.md)")
 
 
 def _monitor(port: str, board: str, duration: float | None) -> int:
@@ -56,6 +57,11 @@ def _monitor(port: str, board: str, duration: float | None) -> int:
 
 def run(args) -> int:
     from lowwater_tools.vboard import VirtualBoard
+
+    if args.broker:  # a networked board on the unix port, no pty (docs/fleet.md)
+        from lowwater_tools.fleet.vboards import run_vboard
+
+        return run_vboard(args)
 
     if (args.mpy or args.duration is not None) and not (args.deploy or args.monitor):
         raise UserError("--mpy goes with --deploy, --duration with --monitor")

@@ -157,3 +157,34 @@ class NetBoards:
 
     def __exit__(self, *exc):
         self.cleanup()
+
+
+def run_vboard(args) -> int:
+    """`lowwater vboard --board B --broker HOST:PORT`: one networked virtual board,
+    its board id the profile's name, its records on stdout too; until Ctrl-C (or
+    --duration), then it finishes cleanly (`end`, status `done`)."""
+    from ..errors import UserError
+    from ..telemetry.live import StopSignals
+    from .fleet import parse_broker
+
+    if args.deploy or args.monitor or args.socket or args.image:
+        raise UserError("--broker runs the firmware on the unix port directly: no --deploy/--monitor/--socket/--image")
+    host, port = parse_broker(args.broker)
+    nb = NetBoards(host, port, 1, profiles=(args.board,))
+    try:
+        nb.prepare()
+        p = json.loads(nb.paths[0].read_text())
+        p["name"] = p["mqtt"]["client_id"] = boardsmod.load(args.board)["name"]
+        nb.paths[0].write_text(json.dumps(p))
+        nb.names[0] = p["name"]
+        print(f"virtual board {p['name']} publishing to {host}:{port} as {p['mqtt']['prefix']}/{p['name']}/...", flush=True)
+        with StopSignals() as stop:
+            proc = nb.spawn(0, stdout=None)
+            nb.procs.append(proc)
+            end = time.monotonic() + args.duration if args.duration else None
+            while proc.poll() is None and not stop.count and (end is None or time.monotonic() < end):
+                time.sleep(0.1)
+    finally:
+        nb.cleanup()
+    rc = nb.procs[0].returncode if nb.procs else 1
+    return 0 if rc in (0, -signal.SIGINT) else 1
