@@ -459,7 +459,7 @@ def test_summary_of_a_run():
     assert s["low_water"] == 19000 and s["low_water_level"] == "critical"
     assert (s["heap"], s["warn"], s["min"]) == (131072, 40960, 20480)  # end's warn= is a count
     assert s["checks"] == {"ok": 1, "warn": 1, "critical": 1}
-    assert s["gc_us"] == {"n": 3, "median": 20, "p99": 30, "max": 45}
+    assert s["gc_us"] == {"n": 3, "median": 20, "p99": 30, "max": 45, "last": 20}
     assert [(c["from"], c["to"]) for c in s["level_changes"]] == [("ok", "warn"), ("warn", "critical")]
     assert s["duration_ms"] == 400 and s["ended"] and s["boots"] == 1
     assert s["err_records"] == 1 and s["memory_errors"] == 1 and s["last_level"] == "critical"

@@ -23,7 +23,7 @@ import sys
 
 from lowwater_tools import __version__
 from lowwater_tools.bench import bench
-from lowwater_tools.boardio import check, deploy, fit, flash, mpy, run, size, vboard
+from lowwater_tools.boardio import check, deploy, devices, fit, flash, mpy, run, size, vboard
 from lowwater_tools.errors import UserError
 from lowwater_tools.fleet import fleet
 from lowwater_tools.reliability import log, soak
@@ -36,6 +36,7 @@ COMMANDS = {
     "vboard": vboard,
     "deploy": deploy,
     "flash": flash,
+    "devices": devices,
     "monitor": monitor,
     "fleet": fleet,
     "fit": fit,

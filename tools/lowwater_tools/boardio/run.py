@@ -21,9 +21,9 @@ from pathlib import Path
 
 from lowwater_tools import args as targs, boards
 from lowwater_tools.errors import UserError
-from lowwater_tools.telemetry.live import LiveView, StopSignals, render_summary
 from lowwater_tools.paths import FIRMWARE, LIB, micropython_exe
-from lowwater_tools.telemetry.lw1 import CsvLog, Parser
+from lowwater_tools.telemetry.live import StopSignals, render_summary
+from lowwater_tools.telemetry.session import Session
 
 HELP = "run the firmware on the MicroPython unix port with a board-shaped heap, telemetry live"
 
@@ -90,56 +90,44 @@ def run(args) -> int:
     cmd = firmware_command(main, heap)
     env = firmware_env(ppath, args.chunks)
 
-    capture = None
-    if args.capture:
-        try:
-            capture = open(args.capture, "wb")
-        except OSError as e:
-            raise UserError(f"cannot write {args.capture}: {e.strerror or e}") from None
-    csvlog = CsvLog(args.csv) if args.csv else None
     noise = collections.deque(maxlen=40)  # last lines that were not records (tracebacks)
-    parser = Parser(on_noise=lambda line: noise.append(line.rstrip(b"\r").decode("utf-8", "replace")))
-    view = LiveView(profile=prof, quiet=args.quiet, title="lowwater run")
+    ses = Session(
+        capture=args.capture,
+        csv=args.csv,
+        profile=prof,
+        quiet=args.quiet,
+        title="lowwater run",
+        word_bits=64,  # the unix port's bytes: the profile's budget scaled as the firmware scales it
+        on_noise=lambda line: noise.append(line.rstrip(b"\r").decode("utf-8", "replace")),
+    )
+    view = ses.view
     killed = False
-    try:
-        with StopSignals() as stop, view:
-            proc = subprocess.Popen(
-                cmd,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-            try:
-                killed = _pump(proc, parser, view, capture, csvlog, stop, args)
-            finally:
-                if proc.poll() is None:  # an exception in the loop: never leave it running
-                    _kill(proc)
-                    proc.wait(timeout=5)
-                proc.stdout.close()
-            for rec in parser.close():
-                _take(rec, view, csvlog)
-    finally:
-        if capture:
-            capture.close()
-        if csvlog:
-            csvlog.close()
+    with StopSignals() as stop, ses:
+        proc = subprocess.Popen(
+            cmd,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        try:
+            killed = _pump(proc, ses, stop, args)
+        finally:
+            if proc.poll() is None:  # an exception in the loop: never leave it running
+                _kill(proc)
+                proc.wait(timeout=5)
+            proc.stdout.close()
+        ses.flush()
 
     result = view.summary.result()
     render_summary(result, console=view.console, plain=view.plain, title=f"lowwater run: {prof['name']}")
     return _verdict(proc.returncode, result, noise, killed, heap, args.stop_timeout)
 
 
-def _take(rec, view, csvlog):
-    rec.host_time = time.time()
-    if csvlog:
-        csvlog.add(rec)
-    view.add(rec)
-
-
-def _pump(proc, parser, view, capture, csvlog, stop, args):
+def _pump(proc, ses, stop, args):
     """Read the firmware's output until EOF; forward the first stop request as SIGINT."""
+    view = ses.view
     fd = proc.stdout.fileno()
     deadline = time.monotonic() + args.duration if args.duration else None
     sent_at = None  # when SIGINT was forwarded
@@ -174,11 +162,7 @@ def _pump(proc, parser, view, capture, csvlog, stop, args):
         if not data:
             eof = True
             break
-        if capture:
-            capture.write(data)
-            capture.flush()
-        for rec in parser.feed(data):
-            _take(rec, view, csvlog)
+        ses.feed(data)
     # stdout closed: the firmware has exited or is about to.
     try:
         proc.wait(timeout=args.stop_timeout)

@@ -35,11 +35,17 @@ def add_arguments(p):
     p.add_argument("--mpy", action="store_true", help="with --deploy: compile lib/ to .mpy")
     p.add_argument("--monitor", action="store_true", help="run `lowwater monitor` on it; stop when the monitor stops")
     p.add_argument("--duration", type=targs.seconds, metavar="S", help="with --monitor: monitor for S seconds")
-    p.add_argument("--broker", metavar="HOST:PORT", help="a networked board: publish to this MQTT broker (docs/fleet.md)")
+    p.add_argument(
+        "--broker", metavar="HOST:PORT", help="a networked board: publish to this MQTT broker (docs/fleet.md)"
+    )
 
 
 def _monitor(port: str, board: str, duration: float | None) -> int:
-    cmd = [sys.executable, "-m", "lowwater_tools.cli", "monitor", "--port", port, "--board", board]
+    # --reset: the monitor soft-resets the board once it is attached, so it sees the
+    # boot record (opening a port drops what came before); --unix-port: the figures
+    # are the unix port's bytes, the profile's budget is scaled to them.
+    cmd = [sys.executable, "-m", "lowwater_tools.cli", "monitor", "--port", port, "--board", board, "--reset"]
+    cmd += ["--unix-port"]
     if duration is not None:
         cmd += ["--duration", str(duration)]
     proc = subprocess.Popen(cmd)
@@ -87,7 +93,8 @@ def run(args) -> int:
             if args.deploy:
                 from lowwater_tools.boardio import deploy
 
-                deploy.deploy(vb.port, board=args.board, mpy=args.mpy)
+                # With --monitor, the monitor resets the board once attached (see _monitor).
+                deploy.deploy(vb.port, board=args.board, mpy=args.mpy, reset=not args.monitor)
             if args.monitor:
                 return _monitor(vb.port, args.board, args.duration)
             print(f"try: mpremote connect {vb.port} repl    (Ctrl-C here stops the board)", flush=True)

@@ -13,6 +13,7 @@ line as received (parseable by telemetry.Parser again), nothing else on stdout.
 
 from __future__ import annotations
 
+import collections
 import signal
 import sys
 import time
@@ -23,11 +24,16 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from lowwater_tools.telemetry.lw1 import Record, Summary
+from lowwater_tools.telemetry.lw1 import Record, Summary, is_num
 
 LEVEL_STYLE = {"ok": "green", "warn": "bold yellow", "critical": "bold red"}
 _EVENT_STYLE = {"lvl": None, "shed": "magenta", "err": "red", "boot": "cyan", "end": "bold"}
 BAR_WIDTH = 40
+# The live view's history: one cell per HISTORY_STEP seconds (the lowest free
+# heap and low-water seen in it), HISTORY_CELLS cells: the last 5 minutes.
+HISTORY_STEP = 5.0
+HISTORY_CELLS = 60
+SPARKS = "▁▂▃▄▅▆▇█"
 
 
 class StopSignals:
@@ -85,6 +91,66 @@ def heap_bar(free: int | None, heap: int | None, warn: int | None, minimum: int 
     return t
 
 
+def sparkline(values, lo: int, hi: int, warn=None, minimum=None) -> Text:
+    """One character per value, ▁ for lo up to █ for hi (the same lo..hi for every
+    row of a view, so rows compare); None is a blank; coloured by budget level."""
+    t = Text()
+    span = max(1, hi - lo)
+    for v in values:
+        if v is None:
+            t.append(" ")
+            continue
+        i = max(0, min(len(SPARKS) - 1, (v - lo) * (len(SPARKS) - 1) // span))
+        level = "critical" if _lt(v, minimum) else "warn" if _lt(v, warn) else "ok"
+        t.append(SPARKS[i], style=LEVEL_STYLE[level])
+    return t
+
+
+def _lt(v, limit) -> bool:
+    return isinstance(limit, int) and v < limit
+
+
+class History:
+    """Free heap and low-water over the last minutes, in bounded memory: per cell of
+    `step` seconds (host clock) the lowest of each seen in it."""
+
+    def __init__(self, step: float = HISTORY_STEP, cells: int = HISTORY_CELLS, clock=time.monotonic):
+        self.step, self.clock = step, clock
+        self.cells: collections.deque = collections.deque(maxlen=cells)  # [index, free, lw]
+        self._t0 = clock()
+
+    def add(self, free, lw) -> None:
+        i = int((self.clock() - self._t0) // self.step)
+        if not self.cells or self.cells[-1][0] != i:
+            self.cells.append([i, None, None])
+        cell = self.cells[-1]
+        if is_num(free) and (cell[1] is None or free < cell[1]):
+            cell[1] = free
+        if is_num(lw) and (cell[2] is None or lw < cell[2]):
+            cell[2] = lw
+
+    def rows(self, warn=None, minimum=None):
+        """(label, Text) for free and low-water, or [] before the first value. Empty
+        cells (no record in those seconds) are blanks; both rows share one scale."""
+        if not self.cells:
+            return []
+        last = self.cells[-1][0]
+        first = max(self.cells[0][0], last - self.cells.maxlen + 1)
+        by_index = {c[0]: c for c in self.cells}
+        free = [by_index.get(i, (0, None, None))[1] for i in range(first, last + 1)]
+        lw = [by_index.get(i, (0, None, None))[2] for i in range(first, last + 1)]
+        vals = [v for v in free + lw if v is not None]
+        if not vals:
+            return []
+        lo, hi = min(vals), max(vals)
+        minutes = (last - first + 1) * self.step / 60
+        span = f"  {_fmt_bytes(lo)} .. {_fmt_bytes(hi)}, last {minutes:.1f} min"
+        return [
+            ("free, history", Text.assemble(sparkline(free, lo, hi, warn, minimum), span)),
+            ("low-water, history", sparkline(lw, lo, hi, warn, minimum)),
+        ]
+
+
 def _fmt_bytes(v) -> str:
     return "-" if v is None else f"{v:,} B"
 
@@ -119,13 +185,16 @@ class LiveView:
         plain: bool | None = None,
         quiet: bool = False,
         title: str = "lowwater",
+        word_bits: int | None = None,
+        clock=time.monotonic,
     ):
         self.console = console or Console(highlight=False)
         self.err_console = Console(stderr=True, highlight=False)
         self.plain = (not self.console.is_terminal) if plain is None else plain
         self.quiet = quiet
         self.title = title
-        self.summary = Summary(profile)
+        self.summary = Summary(profile, word_bits=word_bits)
+        self.history = History(clock=clock)
         self.status = ""
         self.last: dict[str, Record] = {}
         self.events: list[Text] = []
@@ -159,6 +228,8 @@ class LiveView:
     def add(self, rec: Record) -> None:
         self.summary.add(rec)
         self.last[rec.kind] = rec
+        if rec.kind == "mem":
+            self.history.add(rec.get("free"), rec.get("lw", rec.get("free")))
         if self.quiet:
             return
         if self.plain:
@@ -183,10 +254,12 @@ class LiveView:
         mem = self.last.get("mem")
         stat = self.last.get("stat") or self.last.get("end")
         free = mem.get("free") if mem else None
+        free = free if is_num(free) else None
         level = s.last_level
         t = Table.grid(padding=(0, 2))
         t.add_column(style="bold")
         t.add_column()
+        t.add_row("units", Text(s.units()["text"], style="dim"))
         t.add_row(
             "free heap",
             Text.assemble(
@@ -197,15 +270,17 @@ class LiveView:
         t.add_row("budget", f"warn < {_fmt_bytes(bud['warn'])}   critical < {_fmt_bytes(bud['min'])}")
         lw = s.low_water
         lw_level = None
-        if lw is not None and isinstance(bud["warn"], int) and isinstance(bud["min"], int):
+        if lw is not None and is_num(bud["warn"]) and is_num(bud["min"]):
             lw_level = "critical" if lw < bud["min"] else "warn" if lw < bud["warn"] else "ok"
         t.add_row("low-water", Text(_fmt_bytes(lw), style=LEVEL_STYLE.get(lw_level, "")))
+        for label, text in self.history.rows(bud["warn"], bud["min"]):
+            t.add_row(label, text)
         t.add_row("level", Text(level or "-", style=LEVEL_STYLE.get(level, "")))
         gc = s.gc
-        if gc:
-            srt = sorted(gc)
+        if gc.n:
             t.add_row(
-                "gc pause", f"last {_fmt_us(gc[-1])}   median {_fmt_us(srt[len(srt) // 2])}   max {_fmt_us(srt[-1])}"
+                "gc pause",
+                f"last {_fmt_us(gc.last)}   median {_fmt_us(gc.median())}   max {_fmt_us(gc.max)}",
             )
         else:
             t.add_row("gc pause", "-")
@@ -217,7 +292,7 @@ class LiveView:
             )
         else:
             t.add_row("chunks", "-")
-        t.add_row("records", f"{s.records}   level changes {len(s.level_changes)}   boots {s.boots}")
+        t.add_row("records", f"{s.records}   level changes {s.level_change_count}   boots {s.boots}")
         parts = [t]
         if self.status:
             parts.append(Text(self.status, style="yellow"))
@@ -231,10 +306,16 @@ class LiveView:
         )
 
 
-def summary_rows(result: dict) -> list[tuple[str, str]]:
-    """The summary as (label, text) rows; the same rows in rich and plain output."""
+def summary_rows(result: dict, stopped: str | None = None) -> list[tuple[str, str]]:
+    """The summary as (label, text) rows; the same rows in rich and plain output.
+
+    `stopped` (monitor): why watching ended, e.g. "after 10 s (time limit)". The
+    board runs on when a monitor stops, so a missing end record is then normal,
+    not a failure."""
     r = result
     rows = [("board", f"{r.get('board') or '-'}" + (f" (lowwater {r['ver']})" if r.get("ver") else ""))]
+    if r.get("units"):
+        rows.append(("units", r["units"]["text"]))
     rows.append(("records", f"{r['records']} " + " ".join(f"{k}={v}" for k, v in sorted(r["by_kind"].items()))))
     if r.get("duration_ms") is not None:
         rows.append(("duration", f"{r['duration_ms'] / 1000:.3f} s"))
@@ -276,15 +357,23 @@ def summary_rows(result: dict) -> list[tuple[str, str]]:
     c = r.get("checks") or {}
     rows.append(("checks", ", ".join(f"{k} {v}" for k, v in c.items())))
     changes = r.get("level_changes") or []
+    count = r.get("level_change_count", len(changes))
     rows.append(
         (
             "level changes",
-            str(len(changes)) + (": " + ", ".join(f"{x['from']}->{x['to']}" for x in changes[-6:]) if changes else ""),
+            str(count) + (": " + ", ".join(f"{x['from']}->{x['to']}" for x in changes[-6:]) if changes else ""),
         )
     )
-    if r.get("boots", 0) > 1:
-        rows.append(("boots", f"{r['boots']} (the board reset)"))
-    rows.append(("end record", "yes" if r.get("ended") else "no"))
+    boots = r.get("boots", 0)
+    if boots > 1:
+        rows.append(("boots", f"{boots} (the board reset)"))
+    elif stopped is not None:
+        rows.append(("boot record", "yes" if boots else "no (the board was running before the monitor attached)"))
+    if stopped is not None:
+        rows.append(("stopped", stopped))
+        rows.append(("end record", "yes" if r.get("ended") else "no (the board was still running)"))
+    else:
+        rows.append(("end record", "yes" if r.get("ended") else "no"))
     return rows
 
 
@@ -293,13 +382,17 @@ def _dash(v) -> str:
 
 
 def render_summary(
-    result: dict, console: Console | None = None, plain: bool | None = None, title: str = "summary"
+    result: dict,
+    console: Console | None = None,
+    plain: bool | None = None,
+    title: str = "summary",
+    stopped: str | None = None,
 ) -> None:
     """Print the summary: a rich table on a terminal, `label: text` lines otherwise."""
     console = console or Console(highlight=False)
     if plain is None:
         plain = not console.is_terminal
-    rows = summary_rows(result)
+    rows = summary_rows(result, stopped)
     if plain:
         out = console.file
         print(f"--- {title}", file=out)
@@ -317,6 +410,8 @@ def render_summary(
         elif label in ("dropped", "errors") and text not in ("0", "-"):
             style = "yellow"
         elif label == "end record" and text == "no":
-            style = "red"
+            style = "red"  # `run`: the firmware was asked to stop and did not say `end`
+        elif label in ("units", "stopped") or text.startswith("no ("):
+            style = "dim"
         table.add_row(label, Text(text, style=style))
     console.print(table)

@@ -13,12 +13,13 @@ Host-only (CPython): never copied to a board.
 
 from __future__ import annotations
 
+import collections
 import csv
+import errno
 import io
 import math
 import os
 import re
-import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Callable, Iterable
@@ -77,6 +78,7 @@ DOC_KEYS = (
 )
 _DOC_RANK = {k: i for i, k in enumerate(DOC_KEYS)}
 CSV_LEAD = ("host_time", "seq", "kind", "t")
+KEEP_CHANGES = 16  # level changes a Summary keeps (the count is kept in full)
 # A field whose key equals a leading column is written as column "." + key.
 _RESERVED = frozenset(("host_time", "seq", "kind"))
 
@@ -416,47 +418,160 @@ def _is_csv_header(first_line: bytes) -> bool:
     return first_line.rstrip(b"\r\n").startswith(",".join(CSV_LEAD).encode())
 
 
-def read_csv(text: str) -> tuple[list[Record], Stats]:
-    """Records from a CSV written by write_csv()/CsvLog. `line` is rebuilt from the
-    fields (t first, then the column order), not the original text."""
-    st = Stats()
-    st.bytes = len(text.encode("utf-8", "surrogateescape"))
-    reader = csv.reader(io.StringIO(text, newline=""))
-    header = next(reader, [])
-    keys = [c[1:] if c[:1] == "." else c for c in header]
-    recs: list[Record] = []
-    for row in reader:
+# A CSV line longer than this is skipped (read in pieces, never held whole): no
+# row write_csv() writes comes near it, and a cell longer than MAX_LINE could
+# never have been an LW1 value anyway.
+MAX_CSV_LINE = 1 << 20
+_KIND = re.compile(r"[a-z][a-z0-9_]*")
+_VALUE = re.compile(r"[A-Za-z0-9_.:/+\-]+")
+READ_CHUNK = 1 << 16
+
+
+class _CsvRows:
+    """Records of a CSV, one line at a time (bounded memory). Cells are held to
+    the LW1 value rules: a cell that is not an int or a token (non-ASCII, spaces,
+    longer than MAX_LINE) is left out of its record, so whatever a CSV holds, a
+    record from it is one the LW1 parser could have produced."""
+
+    def __init__(self, stats: Stats):
+        self.stats = stats
+        self.keys: list[str] | None = None
+
+    def row(self, line: bytes) -> Record | None:
+        st = self.stats
+        text = line.rstrip(b"\r\n").decode("utf-8", "replace")
+        try:
+            row = next(csv.reader([text]), [])
+        except csv.Error:
+            row = None
+        if self.keys is None:
+            self.keys = [c[1:] if c[:1] == "." else c for c in (row or [])]
+            return None
+        if not text:
+            return None
         st.lines += 1
         try:
             host = float(row[0]) if row[0] else None
-            seq = int(row[1])
+            if host is not None and not math.isfinite(host):
+                host = None  # nan/inf: no time rather than a poisoned timeline
+            seq = int(row[1]) if len(row[1]) <= 20 else None
             kind = row[2]
-            if not re.fullmatch(r"[a-z][a-z0-9_]*", kind):
+            if seq is None or not _KIND.fullmatch(kind):
                 raise ValueError(kind)
-        except (ValueError, IndexError):
+        except (ValueError, IndexError, TypeError):
             st.skipped_lines += 1
-            continue
+            return None
         fields = {}
-        for key, cell in zip(keys[3:], row[3:]):
-            if cell != "":
-                fields[key] = int(cell) if _INT.fullmatch(cell) else cell
-        line = " ".join(["LW1", kind, *(f"{k}={v}" for k, v in fields.items())])
-        recs.append(Record(kind, fields, line, seq, host))
+        for key, cell in zip(self.keys[3:], row[3:]):
+            if cell == "" or len(cell) > MAX_LINE or not _VALUE.fullmatch(cell) or not _KIND_KEY.fullmatch(key):
+                continue
+            fields[key] = int(cell) if _INT.fullmatch(cell) else cell
+        line_text = " ".join(["LW1", kind, *(f"{k}={v}" for k, v in fields.items())])
         st.records += 1
         st.by_kind[kind] = st.by_kind.get(kind, 0) + 1
-    return recs, st
+        return Record(kind, fields, line_text, seq, host)
+
+
+_KIND_KEY = re.compile(r"[a-z_][a-z0-9_]*")
+
+
+def _lines(f, limit: int = MAX_CSV_LINE):
+    """Lines of a binary file; a line longer than `limit` is yielded as b"" (skipped)."""
+    while True:
+        line = f.readline(limit + 1)
+        if not line:
+            return
+        if len(line) > limit and not line.endswith(b"\n"):
+            while True:  # drop the rest of the overlong line, a piece at a time
+                more = f.readline(READ_CHUNK)
+                if not more or more.endswith(b"\n"):
+                    break
+            yield None
+            continue
+        yield line
+
+
+def read_csv(text: str) -> tuple[list[Record], Stats]:
+    """Records from a CSV written by write_csv()/CsvLog. `line` is rebuilt from the
+    fields (t first, then the column order), not the original text."""
+    data = text.encode("utf-8", "surrogateescape")
+    st = Stats()
+    st.bytes = len(data)
+    return list(_iter_csv(io.BytesIO(data), st)), st
+
+
+def _iter_csv(f, st: Stats):
+    rows = _CsvRows(st)
+    for line in _lines(f):
+        if line is None:
+            st.lines += 1
+            st.skipped_lines += 1
+            continue
+        rec = rows.row(line)
+        if rec is not None:
+            yield rec
+
+
+def open_log(path):
+    """Open a log file for reading; UserError for what cannot be a log (a missing
+    file, a directory, a device such as /dev/zero or a serial port that never ends)."""
+    import stat as stat_
+
+    try:
+        mode = os.stat(path).st_mode
+        if stat_.S_ISDIR(mode):
+            raise IsADirectoryError(errno.EISDIR, "is a directory")
+        if stat_.S_ISCHR(mode) or stat_.S_ISBLK(mode):
+            raise UserError(
+                f"{path} is a device, not a log file (to read a board: lowwater monitor --port {path} --capture FILE)"
+            )
+        return open(path, "rb")
+    except OSError as e:
+        raise UserError(f"cannot read {path}: {e.strerror or e}") from None
+
+
+def iter_log(path, stats: Stats | None = None):
+    """The records of a log file, streamed: a raw capture (any bytes: serial output,
+    `--capture` of run/monitor) or a CSV of run/monitor (header host_time,seq,kind,t).
+    Memory stays bounded whatever the file size (read in READ_CHUNK pieces);
+    `stats` (optional) is filled in as the file is read."""
+    st = stats if stats is not None else Stats()
+    with open_log(path) as f:
+        head = f.peek(len(",".join(CSV_LEAD)) + 2)[: len(",".join(CSV_LEAD)) + 2] if hasattr(f, "peek") else b""
+        if _is_csv_header(head.split(b"\n", 1)[0]):
+            counted = _Counting(f, st)
+            yield from _iter_csv(counted, st)
+            return
+        p = Parser()
+        p.stats = st
+        while True:
+            try:
+                data = f.read(READ_CHUNK)
+            except OSError as e:
+                raise UserError(f"cannot read {path}: {e.strerror or e}") from None
+            if not data:
+                break
+            yield from p.feed(data)
+        yield from p.close()
+
+
+class _Counting:
+    """A binary file whose readline() counts the bytes read into stats.bytes."""
+
+    def __init__(self, f, st: Stats):
+        self.f, self.st = f, st
+
+    def readline(self, limit: int = -1) -> bytes:
+        line = self.f.readline(limit)
+        self.st.bytes += len(line)
+        return line
 
 
 def read_log(path) -> tuple[list[Record], Stats]:
-    """Records of a file that is either a raw capture (any bytes: serial output,
-    `--capture` of run/monitor) or a CSV of run/monitor (header host_time,seq,kind,t)."""
-    try:
-        data = Path(path).read_bytes()
-    except OSError as e:
-        raise UserError(f"cannot read {path}: {e.strerror or e}") from None
-    if _is_csv_header(data.split(b"\n", 1)[0]):
-        return read_csv(data.decode("utf-8", "surrogateescape"))
-    return parse_bytes(data)
+    """All the records of a log file at once (iter_log() streams them)."""
+    st = Stats()
+    recs = list(iter_log(path, st))
+    return recs, st
 
 
 # ---------------------------------------------------------------- summary
@@ -484,16 +599,23 @@ class Summary:
       [{t, from, to, free}], boots, ended (an `end` record seen), duration_ms
       (unwrapped ticks, first to last record), last_level."""
 
-    def __init__(self, profile: dict | None = None):
+    def __init__(self, profile: dict | None = None, word_bits: int | None = None):
         self.profile = profile
+        # The word size of the runtime that prints the telemetry when it is not the
+        # board's own (64: the unix port standing in for a board, `lowwater run`,
+        # a virtual board): the profile's budget is then scaled as the firmware
+        # scales it. None: the figures are the board's own bytes.
+        self.word_bits = word_bits
+        self.board_profile = profile  # the profile of the board named by `boot`
         self.records = 0
         self.by_kind: dict = {}
         self.boot: dict = {}
         self.low_water = None
         self.checks = {"ok": 0, "warn": 0, "critical": 0}
-        self.gc: list = []
+        self.gc = Hist()  # gc_us of the mem records: bounded, however long the run
         self.gc_max_end = None
-        self.level_changes: list = []
+        self.level_changes: collections.deque = collections.deque(maxlen=KEEP_CHANGES)  # the last ones
+        self.level_change_count = 0
         self.boots = 0
         self.ended = False
         self.err_records = 0
@@ -524,6 +646,7 @@ class Summary:
             self.boots += 1
             self._close_segment()
             self.boot = dict(f)
+            self.board_profile = _known_profile(f.get("board"), self.profile)
         for key in ("lw", "free"):
             v = f.get(key)
             if _is_int(v) and (self.low_water is None or v < self.low_water):
@@ -534,8 +657,9 @@ class Summary:
                 self.checks[lvl] = self.checks.get(lvl, 0) + 1
                 self.last_level = lvl
             if _is_int(f.get("gc_us")):
-                self.gc.append(f["gc_us"])
+                self.gc.add(f["gc_us"])
         elif k == "lvl":
+            self.level_change_count += 1
             self.level_changes.append(
                 {"t": f.get("t"), "from": f.get("from"), "to": f.get("to"), "free": f.get("free")}
             )
@@ -578,26 +702,54 @@ class Summary:
             self._first_ms = self._now
 
     def budget(self) -> dict:
-        """heap/warn/min: from the boot record, else from the profile."""
+        """heap/warn/min in the telemetry's bytes: from the boot record, else from
+        the profile (scaled to word_bits when given)."""
         p = self.profile or {}
         b = self.boot
-        return {
-            "heap": b.get("heap", p.get("heap")),
-            "warn": b.get("warn", p.get("warn_free")),
-            "min": b.get("min", p.get("min_free")),
-        }
+        heap, warn, low = p.get("heap"), p.get("warn_free"), p.get("min_free")
+        if p and self.word_bits and p.get("word_bits") and p["word_bits"] != self.word_bits:
+            heap, warn, low = _scaled(p, self.word_bits)
+        out = {"heap": b.get("heap", heap), "warn": b.get("warn", warn), "min": b.get("min", low)}
+        return {k: (v if is_num(v) else None) for k, v in out.items()}
+
+    def units(self) -> dict:
+        """What the byte figures are, said once per view: {scale: board|unix-port|
+        unknown, board, board_heap (the profile's, board bytes), heap (the
+        telemetry's), factor (heap / board_heap), text}."""
+        bp = self.board_profile or {}
+        board = self.boot.get("board") or bp.get("name") or (self.profile or {}).get("name")
+        board_heap = bp.get("heap") if is_num(bp.get("heap")) else None
+        heap = self.budget()["heap"]
+        out = {"scale": "unknown", "board": board, "board_heap": board_heap, "heap": heap, "factor": None}
+        if board_heap and heap and heap != board_heap:
+            f = heap / board_heap
+            out.update(scale="unix-port", factor=round(f, 3))
+            out["text"] = (
+                f"unix-port heap bytes, not board bytes: {board}'s {board_heap:,} B heap is "
+                f"{heap:,} B on the {self.word_bits or 64}-bit unix port (x{f:.2f})"
+            )
+        elif board_heap and heap:
+            out.update(scale="board", factor=1.0, text=f"board bytes ({board}: {board_heap:,} B heap)")
+        elif heap:
+            out["text"] = f"bytes as the board reports them ({heap:,} B heap; no profile for board {board or '?'})"
+        else:
+            out["text"] = "bytes as the board reports them (no boot record, no profile: no budget)"
+        if not self.boot and self.profile:
+            out["text"] += "; budget from the profile (no boot record seen)"
+        return out
 
     def result(self) -> dict:
         bud = self.budget()
         totals = {key: (self._done[key] + self._seg.get(key, 0)) if self._have_totals else None for key in self._done}
         gc = None
-        if self.gc or self.gc_max_end is not None:
-            gmax = max([*self.gc, *([self.gc_max_end] if self.gc_max_end is not None else [])])
+        if self.gc.n or self.gc_max_end is not None:
+            gmax = max(v for v in (self.gc.max, self.gc_max_end) if v is not None)
             gc = {
-                "n": len(self.gc),
-                "median": statistics.median(self.gc) if self.gc else None,
-                "p99": percentile(self.gc, 99) if self.gc else None,
+                "n": self.gc.n,
+                "median": self.gc.median(),
+                "p99": self.gc.percentile(99),
                 "max": gmax,
+                "last": self.gc.last,
             }
         lw = self.low_water
         level = None
@@ -605,6 +757,7 @@ class Summary:
             level = "critical" if lw < bud["min"] else "warn" if lw < bud["warn"] else "ok"
         return {
             "records": self.records,
+            "units": self.units(),
             "by_kind": dict(self.by_kind),
             "board": self.boot.get("board", (self.profile or {}).get("name")),
             "ver": self.boot.get("ver"),
@@ -617,6 +770,7 @@ class Summary:
             "checks": dict(self.checks),
             "gc_us": gc,
             "level_changes": list(self.level_changes),
+            "level_change_count": self.level_change_count,
             "boots": self.boots,
             "ended": self.ended,
             "duration_ms": None if self._now is None else self._now - self._first_ms,
@@ -624,5 +778,94 @@ class Summary:
         }
 
 
-def _is_int(v) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
+def _known_profile(name, given: dict | None):
+    """The profile of the board a boot record names: the given one when it is that
+    board, else boards/<name>.json when there is one (only plain names)."""
+    if given and given.get("name") == name:
+        return given
+    if not isinstance(name, str) or not re.fullmatch(r"[a-z0-9_]{1,40}", name):
+        return given
+    from lowwater_tools import boards
+
+    if name not in boards.names():
+        return given
+    try:
+        return boards.load(name)
+    except UserError:
+        return given
+
+
+def _scaled(profile: dict, word_bits: int):
+    from lowwater_tools.paths import device_module
+
+    try:
+        return device_module("config").scaled(profile, word_bits)
+    except (KeyError, TypeError, ValueError, ZeroDivisionError):
+        return profile.get("heap"), profile.get("warn_free"), profile.get("min_free")
+
+
+# Ints a summary, report or plot computes with. The parser keeps any int a line
+# can hold (a 4,000-digit one too); figures past 2**53 (no board counts that far,
+# and floats lose them) are left out of sums, fits and axes instead of breaking them.
+NUM_LIMIT = 1 << 53
+
+
+def is_num(v) -> bool:
+    """An int that figures can be computed with (not a bool, |v| < 2**53)."""
+    return isinstance(v, int) and not isinstance(v, bool) and -NUM_LIMIT < v < NUM_LIMIT
+
+
+_is_int = is_num
+
+
+class Hist:
+    """Counts of ints in bounded memory, for percentiles over runs of any length:
+    exact for |v| < EXACT; above that, values sharing their top 10 significant
+    bits share a bucket (its lower bound, under 0.2% below any value in it).
+
+        h = Hist(); h.add(90); h.percentile(99); h.median(); h.max"""
+
+    EXACT = 1024
+
+    def __init__(self):
+        self.n = 0
+        self.counts: dict[int, int] = {}
+        self.min = self.max = self.last = None
+
+    def add(self, v: int) -> None:
+        a = -v if v < 0 else v
+        if a >= self.EXACT:
+            sh = a.bit_length() - 10
+            a = (a >> sh) << sh
+        key = -a if v < 0 else a
+        self.counts[key] = self.counts.get(key, 0) + 1
+        self.n += 1
+        self.last = v
+        if self.max is None or v > self.max:
+            self.max = v
+        if self.min is None or v < self.min:
+            self.min = v
+
+    def rank(self, k: int):
+        """The k-th smallest value (1-based), as its bucket."""
+        seen = 0
+        for key in sorted(self.counts):
+            seen += self.counts[key]
+            if seen >= k:
+                return key
+        return self.max
+
+    def percentile(self, q: float):
+        """Nearest-rank percentile, as percentile() of the values; None when empty."""
+        if not self.n:
+            return None
+        return self.rank(max(1, math.ceil(q / 100 * self.n)))
+
+    def median(self):
+        """As statistics.median() of the values; None when empty."""
+        if not self.n:
+            return None
+        if self.n % 2:
+            return self.rank(self.n // 2 + 1)
+        a, b = self.rank(self.n // 2), self.rank(self.n // 2 + 1)
+        return (a + b) / 2 if (a + b) % 2 else (a + b) // 2

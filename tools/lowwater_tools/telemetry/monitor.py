@@ -19,8 +19,8 @@ import serial
 
 from lowwater_tools import args as targs, boards
 from lowwater_tools.errors import UserError
-from lowwater_tools.telemetry.live import LiveView, StopSignals, render_summary
-from lowwater_tools.telemetry.lw1 import CsvLog, Parser
+from lowwater_tools.telemetry.live import StopSignals, render_summary
+from lowwater_tools.telemetry.session import Session
 
 HELP = "read a board's serial REPL: telemetry live, CSV and raw capture, reconnecting"
 
@@ -33,7 +33,11 @@ BACKOFF_MAX = 2.0
 
 
 def add_arguments(p):
-    p.add_argument("--port", required=True, help="serial port or pyserial URL (/dev/ttyUSB0, socket://host:port)")
+    p.add_argument(
+        "--port",
+        required=True,
+        help="serial port or pyserial URL (/dev/ttyUSB0, socket://host:port), or auto: the one board attached",
+    )
     p.add_argument("--baud", type=targs.baud, default=115200, help="baud rate (default 115200)")
     p.add_argument(
         "--board",
@@ -51,6 +55,24 @@ def add_arguments(p):
     p.add_argument("--duration", type=targs.seconds, default=None, metavar="S", help="stop after S seconds")
     p.add_argument("--no-reconnect", action="store_true", help="stop when the port drops instead of reopening it")
     p.add_argument("--quiet", action="store_true", help="no live view or record lines: only the summary")
+    p.add_argument(
+        "--reset",
+        action="store_true",
+        help="soft-reset the board once attached (Ctrl-C, Ctrl-D at the REPL), so its boot record is seen",
+    )
+    p.add_argument(
+        "--reset-timeout",
+        type=targs.seconds,
+        default=10.0,
+        metavar="S",
+        help="with --reset: wait S s for the REPL prompt",
+    )
+    p.add_argument(
+        "--unix-port",
+        action="store_true",
+        help="the board is a virtual board (64-bit unix port): figures are unix-port heap bytes; "
+        "the profile's budget is scaled to them",
+    )
 
 
 def open_port(port: str, baud: int):
@@ -107,90 +129,139 @@ def _plot_module():
     return mod
 
 
+class _SoftReset:
+    """Soft-reset the board through the monitor's own connection, so the monitor is
+    attached before the board boots and sees its `boot` record: Ctrl-C twice and
+    Ctrl-B to reach the friendly REPL, then Ctrl-D at its prompt (boot.py and
+    main.py run). Bounded: gives up with a note after `timeout` seconds."""
+
+    def __init__(self, timeout: float):
+        self.deadline = time.monotonic() + timeout
+        self.timeout = timeout
+        self.tail = b""
+        self.done = False
+
+    def start(self, ser, view) -> None:
+        if not self._write(ser, view, b"\r\x03\x03"):
+            return
+        time.sleep(0.05)
+        self._write(ser, view, b"\r\x02")
+
+    def seen(self, ser, view, data: bytes) -> None:
+        if self.done:
+            return
+        self.tail = (self.tail + data)[-64:]
+        if b">>> " in self.tail:
+            if self._write(ser, view, b"\x04"):
+                self.done = True
+        elif time.monotonic() > self.deadline:
+            self.done = True
+            view.note(f"no REPL prompt within {self.timeout:g} s: the board was not reset")
+
+    def _write(self, ser, view, data: bytes) -> bool:
+        try:
+            ser.write(data)
+            ser.flush()
+            return True
+        except (serial.SerialException, OSError) as e:
+            self.done = True
+            view.note(f"cannot reset the board: {e}")
+            return False
+
+
 def run(args) -> int:
     if args.duration is not None and args.duration <= 0:
         raise UserError("--duration must be > 0")
     prof = boards.load(args.board) if args.board else None
     plot_mod = _plot_module() if args.plot else None  # fail before watching, not after
-    ser = open_port(args.port, args.baud)
-    records = []  # kept only for --plot: a long session must not grow without bound
-    capture = csvlog = None
+    series = plot_mod.Series() if plot_mod is not None else None  # bounded, however long the session
+    port = _resolve_port(args)
+    ser = open_port(port, args.baud)
     status = 0
+    reason = None
     try:
-        if args.capture:
-            try:
-                capture = open(args.capture, "wb")
-            except OSError as e:
-                raise UserError(f"cannot write {args.capture}: {e.strerror or e}") from None
-        csvlog = CsvLog(args.csv) if args.csv else None
-        parser = Parser()
-        view = LiveView(profile=prof, quiet=args.quiet, title=f"lowwater monitor {args.port}")
+        ses = Session(
+            capture=args.capture,
+            csv=args.csv,
+            profile=prof,
+            quiet=args.quiet,
+            title=f"lowwater monitor {port}",
+            word_bits=64 if args.unix_port else None,
+            plot_series=series,
+        )
+    except BaseException:
+        _close(ser)
+        raise
+    view = ses.view
+    reset = _SoftReset(args.reset_timeout) if args.reset else None
+    start = time.monotonic()
+    deadline = start + args.duration if args.duration else None
+    try:
+        with StopSignals() as stop, ses:
 
-        def take(recs, host_time):
-            for rec in recs:
-                rec.host_time = host_time
-                if plot_mod is not None:
-                    records.append(rec)
-                if csvlog:
-                    csvlog.add(rec)
-                view.add(rec)
+            def done():
+                return stop.count > 0 or (deadline is not None and time.monotonic() >= deadline)
 
-        deadline = time.monotonic() + args.duration if args.duration else None
-
-        def done():
-            return stop.count > 0 or (deadline is not None and time.monotonic() >= deadline)
-
-        with StopSignals() as stop, view:
+            if reset is not None:
+                reset.start(ser, view)
             while not done():
                 try:
                     data = ser.read(65536)
                     if not data:
+                        if reset is not None:
+                            reset.seen(ser, view, b"")
                         _wait_readable(ser, WAIT)
                         continue
                 except (serial.SerialException, OSError) as e:
-                    take(parser.close(), time.time())  # a partial line must not join the next connection's
+                    ses.flush()  # a partial line must not join the next connection's
                     _close(ser)
                     ser = None
                     view.note(f"port lost: {e}")
                     if args.no_reconnect:
                         status = 1
+                        reason = "the port dropped (--no-reconnect)"
                         break
-                    ser = _reconnect(args, view, done)
+                    ser = _reconnect(args, port, view, done)
                     if ser is None:
                         break
                     view.note("reconnected", style="green")
                     continue
-                if data:
-                    now = time.time()
-                    if capture:
-                        capture.write(data)
-                        capture.flush()
-                    take(parser.feed(data), now)
-            take(parser.close(), time.time())
+                ses.feed(data)
+                if reset is not None:
+                    reset.seen(ser, view, data)
+            ses.flush()
+            if reason is None:
+                took = time.monotonic() - start
+                if stop.count:
+                    reason = f"after {took:.0f} s (Ctrl-C)"
+                else:
+                    reason = f"after {args.duration:g} s (time limit)"
     finally:
         _close(ser)
-        if capture:
-            capture.close()
-        if csvlog:
-            csvlog.close()
-    result = view.summary.result()
-    render_summary(result, console=view.console, plain=view.plain, title=f"lowwater monitor: {args.port}")
+    result = ses.result()
+    render_summary(result, console=view.console, plain=view.plain, title=f"lowwater monitor: {port}", stopped=reason)
     if not result["records"]:
-        view.note(f"no telemetry seen on {args.port} ({parser.stats.bytes} bytes read)")
+        view.note(f"no telemetry seen on {port} ({ses.parser.stats.bytes} bytes read)")
     if plot_mod is not None:
-        plot_mod.plot(records, args.plot, profile=prof)
+        plot_mod.plot(series, args.plot, profile=prof)
     if status:
         view.note("the port dropped and --no-reconnect was given")
     return status
 
 
-def _reconnect(args, view, done):
+def _resolve_port(args) -> str:
+    from lowwater_tools.boardio import devices
+
+    return devices.resolve_port(args.port)
+
+
+def _reconnect(args, port, view, done):
     """Reopen the port with backoff; None when stopped (Ctrl-C, --duration) first."""
     wait = BACKOFF_MIN
-    view.note(f"reconnecting to {args.port} ...")
+    view.note(f"reconnecting to {port} ...")
     while not done():
         try:
-            return _serial_open(args.port, args.baud)
+            return _serial_open(port, args.baud)
         except (serial.SerialException, OSError, ValueError):
             pass
         end = time.monotonic() + wait

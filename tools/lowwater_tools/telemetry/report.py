@@ -7,7 +7,7 @@ import sys
 
 from lowwater_tools import args as targs, boards
 from lowwater_tools.errors import UserError
-from lowwater_tools.telemetry.lw1 import Record, Summary, percentile, read_log
+from lowwater_tools.telemetry.lw1 import Record, Summary, is_num, iter_log
 
 HELP = "summarise a telemetry log: chunks, drops, low-water vs budget, gc pauses, leak verdict"
 
@@ -37,6 +37,7 @@ def add_arguments(p):
         metavar="FRACTION",
         help=f"fraction of the budget checks ignored by the leak fit (default {WARMUP})",
     )
+    p.add_argument("--fail-on", type=targs.fail_on(), default=(), metavar="LIST", help=targs.fail_on_help())
 
 
 def slope(xs: list[float], ys: list[float]) -> float:
@@ -48,25 +49,56 @@ def slope(xs: list[float], ys: list[float]) -> float:
     return sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sxx
 
 
-def leak(
-    records: list[Record], threshold: float = LEAK_THRESHOLD, warmup: float = WARMUP, check_every: int | None = None
-) -> dict:
+MAX_POINTS = 1 << 16  # leak-fit points kept per boot segment; past it, every other one
+
+
+class LeakFit:
+    """The leak fit's points of the last boot segment, in bounded memory: [alloc,
+    chunks or None, n] per `mem` record (chunks from the `stat`/`end` after it).
+    Past MAX_POINTS, every other point is dropped and then only every 2nd (4th, ...)
+    check is kept: an even thinning, so the warm-up fraction and the slope hold."""
+
+    def __init__(self):
+        self.pts: list[list] = []
+        self.stride = 1
+        self._seen = 0
+        self._open = False  # the last mem was kept: its stat belongs to it
+
+    def add(self, r: Record) -> None:
+        f = r.fields
+        if r.kind == "boot":
+            self.__init__()
+        elif r.kind == "mem" and is_num(f.get("alloc")):
+            self._seen += 1
+            self._open = self._seen % self.stride == 0
+            if self._open:
+                self.pts.append([f["alloc"], None, f.get("n") if is_num(f.get("n")) else None])
+                if len(self.pts) > MAX_POINTS:
+                    self.pts = self.pts[1::2]
+                    self.stride *= 2
+                    self._open = False  # the point just kept may be gone
+        elif r.kind in ("stat", "end") and is_num(f.get("chunks")) and self._open and self.pts[-1][1] is None:
+            self.pts[-1][1] = f["chunks"]
+            self._open = False
+
+
+def leak(records, threshold: float = LEAK_THRESHOLD, warmup: float = WARMUP, check_every: int | None = None) -> dict:
     """Leak verdict over the last boot segment: {verdict: leak|ok|unknown, slope
     (bytes per 1000 chunks), samples, basis: alloc, x: chunks|checks, threshold}.
 
     x is the chunk count of the `stat` (or `end`) record that follows each
     `mem` record (the firmware writes them together); without them, the check
-    number n times check_every (profile), else bytes per check."""
+    number n times check_every (profile), else bytes per check. `records` is an
+    iterable (streamed) or a filled LeakFit."""
     if not 0 <= warmup < 1:
         raise UserError("--warmup must be in [0, 1)")
-    last_boot = max((i for i, r in enumerate(records) if r.kind == "boot"), default=-1)
-    pts: list[list] = []  # [alloc, chunks or None, n]
-    for r in records[last_boot + 1 :]:
-        f = r.fields
-        if r.kind == "mem" and _int(f.get("alloc")):
-            pts.append([f["alloc"], None, f.get("n")])
-        elif r.kind in ("stat", "end") and _int(f.get("chunks")) and pts and pts[-1][1] is None:
-            pts[-1][1] = f["chunks"]
+    if isinstance(records, LeakFit):
+        fit = records
+    else:
+        fit = LeakFit()
+        for r in records:
+            fit.add(r)
+    pts = fit.pts
     out = {
         "verdict": "unknown",
         "slope": None,
@@ -82,9 +114,9 @@ def leak(
         pts = with_chunks
     if pts and all(p[1] is not None for p in pts):
         xs, unit, out["x"] = [p[1] for p in pts], 1000, "chunks"
-    elif all(_int(p[2]) for p in pts) and check_every:
+    elif all(is_num(p[2]) for p in pts) and check_every:
         xs, unit, out["x"] = [p[2] * check_every for p in pts], 1000, "chunks"
-    elif all(_int(p[2]) for p in pts):
+    elif all(is_num(p[2]) for p in pts):
         xs, unit, out["x"] = [p[2] for p in pts], 1, "checks"
     else:
         return out
@@ -98,28 +130,32 @@ def leak(
     return out
 
 
-def build(
-    records: list[Record], profile: dict | None = None, threshold: float = LEAK_THRESHOLD, warmup: float = WARMUP
-) -> dict:
-    """The report as a dict (what --json prints)."""
-    s = Summary.of(records, profile)
-    gcs = [r.fields["gc_us"] for r in records if r.kind == "mem" and _int(r.fields.get("gc_us"))]
+def build(records, profile: dict | None = None, threshold: float = LEAK_THRESHOLD, warmup: float = WARMUP) -> dict:
+    """The report as a dict (what --json prints). `records`: any iterable, read once."""
+    summ = Summary(profile)
+    fit = LeakFit()
+    for r in records:
+        summ.add(r)
+        fit.add(r)
+    s = summ.result()
+    h = summ.gc
     gc = None
-    if gcs:
+    if h.n:
         gc = {
-            "n": len(gcs),
-            "p50": percentile(gcs, 50),
-            "p90": percentile(gcs, 90),
-            "p99": percentile(gcs, 99),
-            "max": max(gcs + ([s["gc_us"]["max"]] if s.get("gc_us") else [])),
+            "n": h.n,
+            "p50": h.percentile(50),
+            "p90": h.percentile(90),
+            "p99": h.percentile(99),
+            "max": max(v for v in (h.max, summ.gc_max_end) if v is not None),
         }
     chunks, dropped = s.get("chunks"), s.get("dropped")
     margin = None
-    if _int(s.get("low_water")) and _int(s.get("min")):
+    if is_num(s.get("low_water")) and is_num(s.get("min")):
         margin = s["low_water"] - s["min"]
     return {
         "board": s.get("board"),
         "ver": s.get("ver"),
+        "units": s.get("units"),
         "boots": s.get("boots"),
         "ended": s.get("ended"),
         "duration_s": None if s.get("duration_ms") is None else s["duration_ms"] / 1000,
@@ -128,16 +164,18 @@ def build(
         "processed": s.get("processed"),
         "dropped": dropped,
         "errors": s.get("errors"),
-        "drop_rate": (dropped / chunks) if _int(chunks) and chunks and _int(dropped) else None,
+        "err_records": s.get("err_records"),
+        "drop_rate": (dropped / chunks) if is_num(chunks) and chunks and is_num(dropped) else None,
         "memory_errors": s.get("memory_errors"),
         "budget": {"heap": s.get("heap"), "warn": s.get("warn"), "min": s.get("min")},
         "low_water": s.get("low_water"),
         "low_water_level": s.get("low_water_level"),
+        "last_level": s.get("last_level"),
         "margin_over_min": margin,
         "checks": s.get("checks"),
-        "level_changes": len(s.get("level_changes") or []),
+        "level_changes": s.get("level_change_count"),
         "gc_us": gc,
-        "leak": leak(records, threshold, warmup, (profile or {}).get("check_every")),
+        "leak": leak(fit, threshold, warmup, (profile or {}).get("check_every")),
     }
 
 
@@ -145,7 +183,10 @@ def text(rep: dict) -> str:
     def v(x, unit=""):
         return "?" if x is None else f"{x}{unit}"
 
-    lines = [
+    lines = []
+    if rep.get("units"):
+        lines.append(f"units: {rep['units']['text']}")
+    lines += [
         f"run: board {v(rep['board'])}, ver {v(rep['ver'])}, {v(rep['duration_s'], ' s')}, "
         f"{v(rep['boots'])} boot(s), {'ended' if rep['ended'] else 'no end record'}"
     ]
@@ -184,18 +225,18 @@ def text(rep: dict) -> str:
 
 
 def run(args) -> int:
-    records, _ = read_log(args.log)
-    if not records:
-        raise UserError(f"{args.log}: no telemetry records (LW1 lines) found")
     profile = boards.load(args.board) if args.board else None
-    rep = build(records, profile, args.leak_threshold, args.warmup)
+    rep = build(iter_log(args.log), profile, args.leak_threshold, args.warmup)
+    if not rep["records"]:
+        raise UserError(f"{args.log}: no telemetry records (LW1 lines) found")
+    failed = targs.failed_conditions(rep, args.fail_on) if args.fail_on else []
+    rep["failed"] = failed
     if args.json:
         json.dump(rep, sys.stdout, indent=2)
         print()
     else:
         print(text(rep))
+    if failed:
+        print(f"lowwater: --fail-on: {'; '.join(failed)}", file=sys.stderr)
+        return targs.FAIL_STATUS
     return 0
-
-
-def _int(v) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)

@@ -1,0 +1,94 @@
+"""One capture/CSV/live setup for the commands that stream a board's output
+(`lowwater monitor`, `lowwater run`):
+
+    with Session(capture=..., csv=..., profile=prof, quiet=False, title="...") as ses:
+        ses.feed(data)          # raw bytes: saved to --capture, parsed, shown, CSV'd
+        ses.flush()             # a partial line at a port drop or EOF
+    ses.result()                # the summary
+
+--capture gets every byte (flushed per read), --csv every record (flushed per
+record), --plot a bounded decimated series (plot.Series), the live view the rest.
+Files are opened before any data arrives, so a bad path is a UserError at once.
+"""
+
+from __future__ import annotations
+
+import time
+
+from lowwater_tools.errors import UserError
+from lowwater_tools.telemetry.live import LiveView
+from lowwater_tools.telemetry.lw1 import CsvLog, Parser
+
+
+class Session:
+    def __init__(
+        self,
+        *,
+        capture=None,
+        csv=None,
+        profile: dict | None = None,
+        quiet: bool = False,
+        title: str = "lowwater",
+        word_bits: int | None = None,
+        on_noise=None,
+        plot_series=None,
+        view: LiveView | None = None,
+    ):
+        self.capture = None
+        self.csvlog = None
+        if capture:
+            try:
+                self.capture = open(capture, "wb")
+            except OSError as e:
+                raise UserError(f"cannot write {capture}: {e.strerror or e}") from None
+        try:
+            self.csvlog = CsvLog(csv) if csv else None
+        except BaseException:
+            self._close_files()
+            raise
+        self.parser = Parser(on_noise=on_noise)
+        self.series = plot_series
+        self.view = view or LiveView(profile=profile, quiet=quiet, title=title, word_bits=word_bits)
+
+    def feed(self, data: bytes, now: float | None = None) -> None:
+        if not data:
+            return
+        if self.capture:
+            self.capture.write(data)
+            self.capture.flush()
+        self.take(self.parser.feed(data), now)
+
+    def flush(self, now: float | None = None) -> None:
+        """End of a stream (EOF, port lost): the final partial line, if it is a record."""
+        self.take(self.parser.close(), now)
+
+    def take(self, recs, now: float | None = None) -> None:
+        if not recs:
+            return
+        host_time = time.time() if now is None else now
+        for rec in recs:
+            rec.host_time = host_time
+            if self.series is not None:
+                self.series.add(rec)
+            if self.csvlog:
+                self.csvlog.add(rec)
+            self.view.add(rec)
+
+    def result(self) -> dict:
+        return self.view.summary.result()
+
+    def _close_files(self):
+        if self.capture:
+            self.capture.close()
+        if self.csvlog:
+            self.csvlog.close()
+
+    def __enter__(self):
+        self.view.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        try:
+            self.view.__exit__(*exc)
+        finally:
+            self._close_files()
