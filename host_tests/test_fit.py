@@ -1,5 +1,7 @@
 """`lowwater fit`: judging a run from its telemetry, the bisection, and the whole command
-against stand-in firmware scripts (so it does not depend on firmware/main.py)."""
+against stand-in firmware scripts (so it does not depend on firmware/main.py), on
+the 32-bit runtime and the 64-bit unix port side by side; and the real firmware's
+modelled figure against its 32-bit measurement."""
 
 from __future__ import annotations
 
@@ -143,8 +145,17 @@ def test_fit_finds_the_smallest_heap_of_a_stand_in(fake_main, capsys, tmp_path):
     assert not below.ok and below.reason == "critical"
     reasons = {t["reason"] for t in res["trials"]}
     assert {"ok", "MemoryError", "critical"} <= reasons
-    # one progress line per trial, on stderr with --json
-    assert sum(line.startswith("trial ") for line in progress.splitlines()) == len(res["trials"])
+    # one progress line per trial of each runtime, on stderr with --json
+    lines = progress.splitlines()
+    assert sum(line.startswith("[unix]   trial ") for line in lines) == len(res["trials"])
+    assert sum(line.startswith("[32-bit] trial ") for line in lines) == len(res["trials_32"])
+    # measured on the 32-bit runtime: the board's bytes, no factor
+    h32 = res["heap_min_32"]
+    assert NEED + CRIT < h32 < NEED + CRIT + 40_000 and h32 < h
+    assert res["board_heap_32"] == 110000 and res["margin_32"] == 110000 - h32
+    assert run_trial(fake_main, prof, h32, 3, 30, runtime="wasm32").ok
+    assert not run_trial(fake_main, prof, h32 - 1024, 3, 30, runtime="wasm32").ok
+    assert res["ratio_64_32"] == round(h / h32, 3) and res["runtimes"] == ["wasm32", "unix"]
     # the 32-bit board -> 64-bit unix mapping
     k = UNIX_HEAP_FACTOR
     assert res["factor"] == k and res["board_word_bits"] == 32 and res["unix_word_bits"] == 64
@@ -177,15 +188,40 @@ def test_fit_text_report_states_the_mapping(fake_main, capsys):
         == 0
     )
     out = capsys.readouterr().out
-    assert out.count("\ntrial ") >= 3
+    assert sum(line.startswith("[unix]   trial ") for line in out.splitlines()) >= 3
+    assert sum(line.startswith("[32-bit] trial ") for line in out.splitlines()) >= 3
     k = UNIX_HEAP_FACTOR
     assert f"x {k}" in out and "UNIX_HEAP_FACTOR" in out and f"209936 B on the board = {int(209936 * k)} B here" in out
     assert "margin:" in out and "DOES NOT FIT" not in out
+    assert "measured on the 32-bit runtime: " in out and "the board's heap, no factor: 209936 B" in out
+    assert "model vs measurement: " in out and "64/32-bit ratio" in out
+
+
+@pytest.mark.parametrize("runtime", ["unix", "wasm32"])
+def test_fit_on_one_runtime_only(fake_main, capsys, runtime):
+    res, progress = fit_json(
+        capsys,
+        "--board",
+        "esp32",
+        "--main",
+        str(fake_main),
+        "--chunks",
+        "2",
+        "--resolution",
+        "4096",
+        "--runtime",
+        runtime,
+    )
+    assert res["runtimes"] == [runtime]
+    assert ("heap_min_unix" in res) == (runtime == "unix") and ("heap_min_32" in res) == (runtime == "wasm32")
+    assert "ratio_64_32" not in res and "[32-bit]" not in progress and "[unix]" not in progress
 
 
 def test_fit_on_a_64_bit_board_needs_no_mapping(fake_main, capsys):
     res, _ = fit_json(capsys, "--board", "unix", "--main", str(fake_main), "--chunks", "2", "--resolution", "8192")
     assert res["factor"] == 1.0 and res["heap_min_board"] == res["heap_min_unix"]
+    # the 64-bit profile on the 32-bit runtime: mapped down, as the firmware maps its thresholds
+    assert res["board_heap_32"] == int(131072 / UNIX_HEAP_FACTOR)
     assert res["margin_board"] == 131072 - res["heap_min_unix"]
     assert res["sensor_substituted"] is False
 
@@ -211,8 +247,25 @@ def test_fit_user_errors(tmp_path, fake_main, capsys):
 def test_fit_with_mpy_imports_precompiled_lib(fake_main, capsys, tmp_path):
     lib = cmd_fit.compile_lib(tmp_path / "lib")
     assert (lib / "lowwater" / "config.mpy").is_file() and not list(lib.rglob("*.py"))
+    # for the 32-bit runtime: bytecode only, no native _viper (it could not load)
+    lib32 = cmd_fit.compile_lib(tmp_path / "lib32", "wasm32")
+    assert (lib32 / "lowwater" / "config.mpy").is_file() and not (lib32 / "lowwater" / "_viper.mpy").exists()
     res, _ = fit_json(
         capsys, "--board", "esp32", "--main", str(fake_main), "--chunks", "2", "--mpy", "--resolution", "4096"
     )
-    assert res["mpy"] is True and NEED + CRIT < res["heap_min_unix"]
+    assert res["mpy"] is True and NEED + CRIT < res["heap_min_unix"] and NEED + CRIT < res["heap_min_32"]
     assert res["below_reason"] in ("critical", "MemoryError")
+
+
+# --- the real firmware: the model against the 32-bit measurement ---------------------
+
+
+def test_the_modelled_firmware_figure_agrees_with_the_32_bit_measurement(capsys):
+    """The unix port's answer / UNIX_HEAP_FACTOR is within MODEL_TOLERANCE_PCT of the
+    smallest heap measured on the 32-bit runtime, for the firmware as deployed
+    (.mpy), on the smallest board. Fewer chunks than the command's default keep it
+    short; the steady state is reached well before."""
+    res, _ = fit_json(capsys, "--board", "esp32", "--mpy", "--chunks", "600", "--confirm", "2")
+    assert res["model_agrees"], (res["heap_min_board"], res["heap_min_32"], res["model_vs_32_pct"])
+    assert abs(res["model_vs_32_pct"]) <= cmd_fit.MODEL_TOLERANCE_PCT
+    assert res["margin_32"] > 0 and res["below_reason_32"] in ("critical", "MemoryError")

