@@ -22,11 +22,9 @@ from typing import BinaryIO, Callable, Iterator, Union
 
 from lowwater_tools import args as targs
 from lowwater_tools.errors import UserError
-from lowwater_tools.paths import device_module
+from lowwater_tools.paths import device_module, tool_exe
 import json
-import subprocess
 import sys
-from lowwater_tools.paths import tool_exe
 
 fl = device_module("flashlog")
 
@@ -351,37 +349,170 @@ def _read(target, args, fs_size) -> int:
     return 0
 
 
-def _pull(args) -> int:
-    out = Path(args.output)
-    if out.exists():
-        if not out.is_dir() or any(out.iterdir()):
-            raise UserError(f"{out}: exists and is not an empty folder: choose another -o DIR")
-        out.rmdir()  # mpremote copies INTO an existing folder; we want the folder itself
-    remote = "/" + args.path.strip("/")
-    cmd = [tool_exe("mpremote"), "connect", args.port, "fs", "cp", "-r", ":" + remote, str(out)]
+# The listing the board is asked for: one line per entry, the name hex-encoded so
+# that no byte of it (newline, NUL, "/", a huge name) can forge another line.
+_LIST = """\
+import os
+from binascii import hexlify
+try:
+    es = os.ilistdir(%(path)r)
+except OSError as e:
+    print('LW:nodir', e.args[0] if e.args else 0)
+else:
+    for e in es:
+        n = e[0]
+        print('LW:E', hexlify(n if isinstance(n, bytes) else n.encode()).decode(), e[1], e[3] if len(e) > 3 else -1)
+print('LW:end')
+"""
+LIST_TIMEOUT = 60  # seconds for the listing
+MAX_NAME = 255  # bytes: longest name a plain log name could be (they are 12)
+
+
+@dataclass
+class Entry:
+    name: str
+    is_dir: bool
+    size: int
+
+
+def board_entries(out: str) -> list[Entry]:
+    """Parse the board's answer to _LIST. UserError for an answer that is not one
+    (no end line, a malformed line) or names no log folder."""
+    entries = []
+    ended = False
+    for line in out.splitlines():
+        parts = line.strip().split(" ")
+        if parts[0] == "LW:nodir":
+            raise UserError("no such folder on the board")
+        if parts[0] == "LW:end":
+            ended = True
+        elif parts[0] == "LW:E":
+            if len(parts) != 4:
+                raise UserError(f"the board answered the listing with a malformed line {line[:60]!r}: refused")
+            try:
+                raw = bytes.fromhex(parts[1])
+                kind, size = int(parts[2]), int(parts[3])
+            except ValueError:
+                raise UserError(
+                    f"the board answered the listing with a malformed line {line[:60]!r}: refused"
+                ) from None
+            entries.append(Entry(_plain_name(raw), bool(kind & 0x4000), size))
+    if not ended:
+        raise UserError("the board did not answer the listing (no MicroPython REPL?)")
+    return entries
+
+
+def _plain_name(raw: bytes) -> str:
+    """A name the board listed, if it is a plain file name (UTF-8, no `/`, `\\`, NUL
+    or control characters, not `.` or `..`, at most MAX_NAME bytes); else UserError:
+    a board that lists such a name is lying about its filesystem."""
     try:
-        p = subprocess.run(
-            cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=PULL_TIMEOUT
+        name = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        name = None
+    if (
+        name is None
+        or not name
+        or len(raw) > MAX_NAME
+        or name in (".", "..")
+        or any(c in "/\\" or ord(c) < 32 or ord(c) == 127 for c in name)
+    ):
+        shown = repr(raw[:60]) + ("..." if len(raw) > 60 else "")
+        raise UserError(f"the board lists an unsafe name {shown} in its log folder: refused, nothing copied")
+    return name
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    """path (which need not exist) resolves to a place inside folder (resolved)."""
+    return path.resolve().parent == folder.resolve()
+
+
+def _pull(args) -> int:
+    from lowwater_tools.boardio.deploy import check_port, run_tool
+
+    out = Path(args.output)
+    if out.is_symlink() or out.exists():
+        if out.is_symlink() or not out.is_dir() or any(out.iterdir()):
+            raise UserError(f"{out}: exists and is not an empty folder: choose another -o DIR")
+    remote = "/" + args.path.strip("/")
+    if any(ord(c) < 32 for c in remote) or "/../" in remote + "/":
+        raise UserError(f"--path {args.path!r}: expected a plain folder on the board such as /log")
+    check_port(args.port)
+    mpremote = tool_exe("mpremote")
+    rc, text = run_tool(
+        [mpremote, "connect", args.port, "exec", _LIST % {"path": remote}], LIST_TIMEOUT, "mpremote (listing the log)"
+    )
+    msg = text.decode("utf-8", "replace")
+    if rc != 0:
+        raise UserError(f"pull from {args.port} failed: {_last(msg, rc)}{_hint(msg, remote)}")
+    try:
+        entries = board_entries(msg)
+    except UserError as e:
+        raise UserError(f"pull from {args.port}: :{remote}: {e}") from None
+    logs, foreign = [], []
+    for e in entries:
+        (logs if not e.is_dir and fl.file_index(e.name) >= 0 else foreign).append(e)
+    logs.sort(key=lambda e: fl.file_index(e.name))
+    for e in foreign:
+        print(
+            f"lowwater: not copied: :{remote}/{e.name} ({'a folder' if e.is_dir else 'not a log file name'})",
+            file=sys.stderr,
         )
-    except subprocess.TimeoutExpired:
-        raise UserError(f"mpremote timed out after {PULL_TIMEOUT}s copying :{remote} from {args.port}") from None
-    msg = p.stdout.decode("utf-8", "replace").strip()
-    if p.returncode != 0:
-        last = msg.splitlines()[-1] if msg else f"exit status {p.returncode}"
-        hint = ""
-        low = msg.lower()
-        if "failed to access" in low or "no device" in low or "could not" in low:
-            hint = " (is the board connected? `mpremote devs` lists ports)"
-        elif "busy" in low or "in use" in low:
-            hint = " (port busy: is another program using it?)"
-        elif "no such file" in low or "enoent" in low:
-            hint = f" (no {remote} on the board: has the firmware logged yet?)"
-        if out.is_dir() and not any(out.iterdir()):
-            out.rmdir()  # leave nothing behind from a failed copy
-        raise UserError(f"pull from {args.port} failed: {last}{hint}")
-    if not out.is_dir():
-        raise UserError(f":{remote} on {args.port} is not a folder")
-    print(f"lowwater: copied :{remote} from {args.port} to {out}", file=sys.stderr)
+    if not logs:
+        raise UserError(f"no log files (NNNNNNNN.log) in :{remote} on {args.port}: has the firmware logged yet?")
+
+    out.mkdir(parents=True, exist_ok=True)
+    folder = out.resolve()
+    steps: list[str] = []
+    for e in logs:
+        dest = folder / e.name
+        if not _inside(dest, folder) or os.path.lexists(dest):  # never true for a checked name: belt and braces
+            raise UserError(f"{dest}: would be written outside {out} or over an existing entry: refused")
+        steps += (["+"] if steps else []) + ["fs", "cp", f":{remote}/{e.name}", str(dest)]
+    total = sum(max(0, e.size) for e in logs)
+    timeout = min(3600.0, PULL_TIMEOUT + total / 2000)
+    try:
+        rc, text = run_tool([mpremote, "connect", args.port, "resume", *steps], timeout, "mpremote (copying the log)")
+    except BaseException:
+        _clean(folder, logs)
+        raise
+    msg = text.decode("utf-8", "replace")
+    if rc != 0:
+        _clean(folder, logs)
+        raise UserError(f"pull from {args.port} failed: {_last(msg, rc)}{_hint(msg, remote)}")
+    for e in logs:
+        dest = folder / e.name
+        if dest.is_symlink() or not dest.is_file():
+            raise UserError(f"pull from {args.port}: {dest} was not written as a file")
+    print(f"lowwater: copied {len(logs)} log file(s) from :{remote} on {args.port} to {out}", file=sys.stderr)
     if args.quiet:
         return 0
     return _read(out, args, None)
+
+
+def _clean(folder: Path, logs: list[Entry]) -> None:
+    """Remove what a failed copy left (only the files it was writing), then the folder if empty."""
+    for e in logs:
+        p = folder / e.name
+        if p.is_file() and not p.is_symlink():
+            p.unlink()
+    try:
+        folder.rmdir()
+    except OSError:
+        pass
+
+
+def _last(msg: str, rc: int) -> str:
+    lines = [ln for ln in msg.strip().splitlines() if ln.strip()]
+    return lines[-1][:200] if lines else f"exit status {rc}"
+
+
+def _hint(msg: str, remote: str) -> str:
+    low = msg.lower()
+    if "failed to access" in low or "no device" in low or "could not" in low:
+        return " (is the board connected? `mpremote devs` lists ports)"
+    if "busy" in low or "in use" in low:
+        return " (port busy: is another program using it?)"
+    if "no such file" in low or "enoent" in low:
+        return f" (no {remote} on the board: has the firmware logged yet?)"
+    return ""
