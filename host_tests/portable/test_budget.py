@@ -87,7 +87,70 @@ def test_check_every_one_checks_on_every_tick():
     b, src = make(check_every=1)
     for _ in range(7):
         b.tick()
-    assert src.collects == 7 and b.report()["ticks"] == 7
+    assert b.checks == 7 and b.report()["ticks"] == 7
+    # one collection: the first check; free memory did not fall since
+    assert src.collects == 1 and b.collections == 1
+
+
+def test_a_check_collects_only_below_warn_or_after_a_fall_past_slack():
+    b, src = make(check_every=1)
+    assert b.slack == HEAP // 16
+    b.tick()
+    assert src.collects == 1  # the first reading has no collected baseline
+    src.f -= b.slack  # garbage up to the slack: no collection
+    b.tick()
+    assert src.collects == 1 and b.free == 100000 - b.slack and b.gc_us == 0
+    src.f -= 1  # past it: collect (the fake frees nothing), new baseline
+    b.tick()
+    assert src.collects == 2
+    b.tick()
+    assert src.collects == 2
+    src.f = WARN_FREE - 1  # below warn: always collect before judging the level
+    assert b.tick() == WARN and src.collects == 3
+    assert b.tick() == WARN and src.collects == 4
+    assert b.report()["collections"] == 4 and b.checks == 6
+
+
+def test_alloc_comes_from_the_heap_total_when_the_source_knows_it():
+    class Totalled(FakeSource):
+        walks = 0
+
+        def free(self):
+            self.walks += 1
+            return self.f
+
+        def total(self):
+            return HEAP
+
+        def alloc(self):
+            assert self.collects, "alloc() walked the heap outside a collection"
+            return HEAP - self.f
+
+    src = Totalled(90000)
+    b = Budget(HEAP, WARN_FREE, MIN_FREE, check_every=1, source=src, slack=HEAP, walk_every=1)
+    b.check()  # collects: the total is re-read there (free + alloc) - not here
+    src.walks = 0
+    for _ in range(5):
+        b.tick()
+    assert src.walks == 5 and b.alloc == HEAP - 90000  # one walk per check
+
+
+def test_walk_every_spaces_the_measurements_on_a_large_heap():
+    class Big(FakeSource):
+        def total(self):
+            return 64 * 4096 * 32  # 8 MiB of 32-byte blocks
+
+    b = Budget(HEAP, WARN_FREE, MIN_FREE, check_every=4, source=Big(100000))
+    assert b.walk_every == (64 if budget._BLOCK == 32 else 128)
+    b2, _ = make(check_every=4)
+    assert b2.walk_every == 1  # no total known: every periodic point measures
+    b3 = Budget(HEAP, WARN_FREE, MIN_FREE, check_every=4, source=Big(100000), walk_every=3)
+    for _ in range(4 * 3 * 2):
+        b3.tick()
+    assert b3.checks == 2
+    for _ in range(3):
+        b3.due(4)
+    assert b3.checks == 3 and b3.report()["ticks"] == 36
 
 
 def test_explicit_check_does_not_move_the_tick_schedule():
@@ -95,9 +158,20 @@ def test_explicit_check_does_not_move_the_tick_schedule():
     b.check()
     b.tick()
     b.tick()
-    assert src.collects == 1
+    assert b.checks == 1
     b.tick()
-    assert src.collects == 2 and b.checks == 2
+    assert b.checks == 2
+
+
+def test_due_counts_chunks_like_ticks():
+    b, _ = make(check_every=4)
+    b.due(3)
+    assert b.checks == 0
+    b.due(1)
+    assert b.checks == 1 and b.report()["ticks"] == 4
+    b.due(4)
+    assert b.checks == 2 and b.report()["ticks"] == 8
+    ptest.assert_no_alloc(lambda: b.due(1), 3, "due")
 
 
 def test_low_water_is_the_lowest_free_seen():

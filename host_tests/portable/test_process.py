@@ -17,7 +17,8 @@ def test_stats_of_a_known_chunk():
     st = process.ChunkStats(width=2)
     buf = bytearray(b"\x01\x00\x03\x00\xff\xff\x02\x00")
     st.update(buf, len(buf))
-    assert list(st.out) == [1, 0xFFFF, 1 + 3 + 0xFFFF + 2, 4]
+    assert list(st.out)[:4] == [1, 0xFFFF, 1 + 3 + 0xFFFF + 2, 4]
+    assert st.chunks == 1
     st.update(buf, 4)
     assert st.window() == (1, 0xFFFF, ((1 + 3 + 0xFFFF + 2) // 4 + 2) // 2)
     assert st.window() == (0, 0, 0)  # a new empty window
@@ -37,8 +38,8 @@ def test_smooth_averages_neighbouring_samples():
 def test_viper_and_plain_twins_agree_on_random_chunks():
     if VIPER is None:
         ptest.skip("no viper emitter on this runtime")
-    a = array("i", (0, 0, 0, 0))
-    b = array("i", (0, 0, 0, 0))
+    a = array("i", bytes(48))  # the ChunkStats.out layout (lowwater.process)
+    b = array("i", bytes(48))
     for seed in range(1, 40):
         n = ptest.Rand(seed).randint(0, 300)
         for width in (1, 2):
@@ -60,3 +61,18 @@ def test_processing_allocates_nothing_on_the_viper_path():
     dst = memoryview(bytearray(256))
     ptest.assert_no_alloc(lambda: st.update(src, 256), 1000, "ChunkStats.update")
     ptest.assert_no_alloc(lambda: process.smooth(src, 256, 2, dst), 1000, "smooth")
+
+
+def test_end_window_closes_into_the_array_without_allocating():
+    st = process.ChunkStats(width=1)
+    st.update(bytearray(b"\x02\x04"), 2)
+    st.update(bytearray(b"\x08"), 1)
+    st.end_window()
+    o = st.out
+    assert (o[process.WMIN], o[process.WMAX], o[process.WMEAN]) == (2, 8, (3 + 8) // 2)
+    assert st.chunks == 0
+    st.end_window()  # an empty window
+    assert (o[process.WMIN], o[process.WMAX], o[process.WMEAN]) == (0, 0, 0)
+    if VIPER is not None:
+        src = memoryview(_chunk(5, 256))
+        ptest.assert_no_alloc(lambda: st.update(src, 256) or st.end_window(), 1000, "update + end_window")

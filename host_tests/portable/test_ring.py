@@ -560,8 +560,8 @@ def test_viper_chunk_stats_matches_the_plain_twin():
 
     rnd = ptest.Rand(11)
     back = memoryview(bytearray(ptest.Rand(12).bytes(300)))
-    a = array("i", (0, 0, 0, 0))
-    b = array("i", (0, 0, 0, 0))
+    a = array("i", bytes(48))  # lowwater.process layout: chunk, window, closed window
+    b = array("i", bytes(48))
     for step in range(300):
         width = 1 + step % 2
         off = rnd.randint(0, 5)

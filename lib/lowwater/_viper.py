@@ -192,8 +192,11 @@ def peekinto(self, buf) -> int:
 # ---- lowwater.process.ChunkStats -----------------------------------------------------
 # The viper twin of lowwater.process._stats_py (same results, no allocation):
 # min, max, sum and count of the little-endian unsigned samples in src[:n]
-# (width 1 or 2 bytes) into out = array('i') [min, max, sum, count]; min is 0
-# for no samples. n must not exceed len(src) (ChunkRing.oldest_len() does not).
+# (width 1 or 2 bytes) into out[0:4] (min is 0 for no samples), then the chunk
+# is added to the window in out[4:9]: min, max, sum of chunk means, samples,
+# chunks (layout: lowwater.process). n must not exceed len(src)
+# (ChunkRing.oldest_len() does not). One call per chunk does both, so the
+# firmware's step pays one native call for its statistics.
 
 
 @micropython.viper
@@ -227,6 +230,14 @@ def chunk_stats(src: ptr8, n: int, width: int, out: ptr32):
     out[0] = lo if cnt else 0
     out[1] = hi
     out[2] = s
+    if cnt:
+        if lo < out[4]:
+            out[4] = lo
+        if hi > out[5]:
+            out[5] = hi
+        out[6] = out[6] + s // cnt
+        out[7] = out[7] + cnt
+    out[8] = out[8] + 1
 
 
 # smooth(src, n, width, dst) -> n: processing filter of lowwater.process, a

@@ -1,10 +1,14 @@
 # lowwater.app: the firmware loop. sensor -> ChunkRing -> per-chunk stats ->
 # telemetry, under a Budget that collects at controlled points and sheds load.
 #
-# Allocation: __init__ allocates everything; step() (one chunk) allocates
-# nothing on ports with viper (host_tests/portable/test_app.py proves it with
-# heap_lock and mem_total); the periodic check (every check_every chunks)
-# allocates a little (telemetry, a window summary) and is not the hot path.
+# Allocation: __init__ allocates everything. At a profile's default settings
+# nothing else does, on ports with viper: not step() (one chunk), nor the
+# periodic point every check_every chunks (the budget check, the window
+# summary into a preallocated array and the store, the `stat` record, the
+# flash-log append). host_tests/portable/test_app.py proves it for every
+# profile in boards/ with heap_lock and mem_total. What still allocates: a
+# rotation of the flash log (a new file, bounded there), the `log` record
+# after a flush, and the rare paths (pressure, errors, finish).
 #
 # Reliability (docs/reliability.md): run() survives every failing chunk
 # (OSError from a sensor, MemoryError anywhere, any other exception), counted;
@@ -15,55 +19,44 @@
 import gc
 
 from lowwater import __version__
-from lowwater._compat import const, ticks_diff, ticks_us
+from lowwater._compat import ticks_diff, ticks_us
 from lowwater.budget import CRITICAL, OK, Budget
 from lowwater.config import load, scaled, validate
 from lowwater.pool import BlockPool
-from lowwater.process import ChunkStats, _smooth
+from lowwater.process import WMAX, WMEAN, WMIN, ChunkStats, _smooth
 from lowwater.ring import ChunkRing
 from lowwater.store import WeakStore
 from lowwater.telemetry import Telemetry
+from lowwater.window import RECORD, pack, summary
+from lowwater.window import tag as window_tag  # noqa: F401 (public name, kept)
 
 _DEFAULT_PROFILE = "board.json"
 # Relative: beside board.json in the working directory, so "/log" on a board
 # (cwd is /) and never a path of the host on the unix port.
 _DEFAULT_LOG = "log"
 
-# Window record of the flash log (docs/reliability.md), little-endian:
-#   0 u8 "W"  1 u8 version  2 u16 tag(seq)  4 u32 seq  8 u32 chunks produced
-#   12 u32 processed  16 u32 dropped  20 u32 errors  24 u16 min  26 u16 max  28 u16 mean
-WINDOW_RECORD = const(30)
-_REC = const(30)
-_W = const(0x57)
+# The flash log's window record: its layout, pack and unpack live in
+# lowwater.window (the host reads it with the same module).
+WINDOW_RECORD = RECORD
 
 
-def window_tag(seq):
-    """The 16-bit check value of a window record: derived from its seq alone, so a
-    reader can tell a record from another one's payload. Small ints on any board."""
-    return ((seq & 0x3FFF) * 40503 + 0x1234) & 0xFFFF
+def _summary_bytes(v):
+    # The store's sizeof for a window summary: an array('i') of 7 ints (object
+    # and data, 64-bit figure). A constant: store.estimate() would allocate.
+    return 64
 
 
-def _put(b, off, v, n):
-    # The low n bytes of v (negative: 0), little-endian, into b at off.
-    if v < 0:
-        v = 0
-    i = 0
-    while i < n:
-        b[off + i] = v & 0xFF
-        v >>= 8
-        i += 1
+# Defaults of the optional flash-log keys; their bounds are checked by
+# lowwater.config.validate, the one place for them.
+_LOG_DEFAULTS = (("log_every", 4), ("log_file_bytes", 16384), ("log_files", 4))
 
 
 def log_options(p):
-    """(every, file_bytes, files) of the optional profile keys log_every (windows
-    per flush, 0 = no log; default 4), log_file_bytes (16384), log_files (4)."""
-    out = []
-    for key, default, low in (("log_every", 4, 0), ("log_file_bytes", 16384, 64), ("log_files", 4, 2)):
-        v = p.get(key, default)
-        if type(v) is not int or v < low:
-            raise ValueError("board profile: %s must be an int >= %d" % (key, low))
-        out.append(v)
-    return out
+    """[every, file_bytes, files] of the optional profile keys log_every (windows
+    per flush, 0 = no log; default 4), log_file_bytes (16384), log_files (4).
+    ValueError (naming the field) for a profile that config.validate refuses."""
+    validate(p)
+    return [p.get(key, default) for key, default in _LOG_DEFAULTS]
 
 
 class Firmware:
@@ -82,33 +75,44 @@ class Firmware:
 
             sensor = from_profile(p["sensor"])
         self.sensor = sensor
+        self._read = sensor.readinto  # bound once: no lookup per chunk
         self.ring = ChunkRing(p["chunk_size"], p["chunk_count"], overwrite=True)
         self.stats = ChunkStats(p["sensor"]["width"])
+        self._stats = self.stats._f  # the statistics function (viper or its twin)
+        self._out = self.stats.out
         self._width = p["sensor"]["width"]
-        # Processing buffers: the filtered copy of a chunk lives in a pool
-        # block, never in a fresh bytearray (no fragmentation, no allocation).
+        # Processing buffer: the filtered copy of a chunk lives in a pool block,
+        # taken once here and reused for every chunk (no allocation, and no
+        # alloc/free pair per chunk); the pool's other blocks stay available.
         self.pool = BlockPool(p["chunk_size"], max(1, p["pool_blocks"]))
-        self.pool_misses = 0
-        # Recent window summaries, reclaimable under pressure (no weakref on boards).
-        self.store = WeakStore(max_items=max(1, p["store_items"]))
+        self._blk = self.pool.alloc()
+        self.pool_misses = 0  # kept for compatibility: always 0 now
+        # Recent window summaries, reclaimable under pressure (no weakref on
+        # boards): one preallocated summary array per store item, reused in turn
+        # (lowwater.window), so storing a summary allocates nothing.
+        n = max(1, p["store_items"])
+        self.store = WeakStore(max_items=n, sizeof=_summary_bytes)
+        self._sums = [summary() for _ in range(n)]
         self.windows = 0
         self.budget = Budget(heap, warn, low, check_every=p["check_every"], source=source, telemetry=self.tele)
         # Handlers run in order: the store is shed first, then chunks are dropped.
         self.budget.on_pressure(self._shed_store)
         self.budget.on_pressure(self._pressure)
-        self.produced = 0
         self.processed = 0
         self.errors = 0
         self.mem_errors = 0  # of errors: MemoryError (injected or real)
+        self.lost = 0  # chunks taken from the ring whose processing raised (in dropped)
+        self.tele_errors = 0  # records the telemetry stream failed to write (not counted in errors)
+        self._endv = [0] * 11  # the `end` record's values, preallocated (finish on a full heap)
         self.log = None  # a FlashLog, see use_log()
         self.log_errors = 0
         self._log_every = 0
         self._log_n = 0  # records appended since the last flush
-        self._rec = bytearray(_REC)
+        self._rec = bytearray(RECORD)
         self.shedding = False
         self._skip = False  # alternates while shedding: process every other chunk
         self._check_every = p["check_every"]
-        self._n = 0  # chunks since the last window; in step with budget.tick()
+        self._n = p["check_every"]  # chunks left until the periodic point
         self.warn_free = warn
         self.min_free = low
         self._wdt = None
@@ -141,99 +145,124 @@ class Firmware:
 
     @property
     def dropped(self):
-        return self.ring.dropped
+        """Chunks not processed: overwritten in the ring, or taken from it by a
+        processing step that raised (lost)."""
+        return self.ring.dropped + self.lost
+
+    @property
+    def produced(self):
+        """Chunks acquired: the ring's committed count (one per good step)."""
+        return self.ring.committed
 
     def step(self):
         """Acquire one chunk and, unless shedding, process the oldest one.
 
         A sensor fault (OSError, as an I2C NACK) propagates to run(), which
         counts it; the claimed slot is simply claimed again next time. No try
-        block here: it would push this frame past the VM's on-stack limit and
-        heap-allocate it on every chunk (shared/notes/perf.md)."""
+        block here, and few locals: a frame over ~11 words (locals + stack) is
+        heap-allocated on every call (docs/performance.md). The chunk is read
+        into a ring slot, smoothed into the pool block, and its statistics go
+        into the open window: two native calls on ports with viper."""
         if self._wdt is not None:
             self._wdt.feed()
         r = self.ring
-        r.commit(self.sensor.readinto(r.claim()))
-        self.produced += 1
+        r.commit(self._read(r.claim()))
         if self._skip:
             self._skip = False
         else:
             self._skip = self.shedding
-            self._consume()
-        self.budget.tick()
-        self._n += 1
-        if self._n == self._check_every:
-            self._n = 0
-            self._window()
+            v = r.take()
+            v = _smooth(v, r.taken, self._width, self._blk)
+            self._stats(self._blk, v, self._width, self._out)
+            self.processed += 1
+        v = self._n - 1
+        if v:
+            self._n = v
+        else:
+            self._period()
 
     def _consume(self):
+        # step()'s processing, for drain(): the oldest chunk, if any.
         r = self.ring
-        if len(r):
-            blk = self.pool.try_alloc()
-            if blk is None:  # no processing buffer: use the raw chunk
-                self.pool_misses += 1
-                self.stats.update(r.oldest(), r.oldest_len())
-            else:
-                self.stats.update(blk, _smooth(r.oldest(), r.oldest_len(), self._width, blk))
-                self.pool.free(blk)
-            r.release()
+        v = r.take()
+        if v is not None:
+            v = _smooth(v, r.taken, self._width, self._blk)
+            self._stats(self._blk, v, self._width, self._out)
             self.processed += 1
 
+    def _period(self):
+        # Every check_every chunks: the budget's periodic point, then the window.
+        self._n = self._check_every
+        self.budget.due(self._check_every)
+        self._window()
+
     def _window(self):
-        # Runs right after the budget's periodic check: report the window.
+        # Report the window: its summary goes into the next preallocated array
+        # (lowwater.window), the store (unless under pressure), the `stat`
+        # record and the flash log. Allocates nothing at default settings.
         if self.shedding and self.budget.level != CRITICAL:
             self.shedding = False
-        lo, hi, mean = self.stats.window()
+        self.stats.end_window()
         self.windows += 1
-        # A reclaimable summary of the window (the periodic point may
-        # allocate); none while under pressure, when the store is being shed.
+        w = self._sums[self.windows % len(self._sums)]
+        self._fill(w)
         if self.budget.level == OK:
-            self._keep(lo, hi, mean)
-        self.tele.stat(self.produced, self.processed, self.dropped, self.errors, lo, hi, mean)
+            self._keep(w)
+        self.tele.window(w)
         if self.log is not None:
-            self._log_window(lo, hi, mean)
+            self._log_window(w)
 
-    def _keep(self, lo, hi, mean):
-        try:
-            self.store[self.windows] = (self.produced, lo, hi, mean)
-        except MemoryError:
-            # The store is a cache: losing a summary is fine; make room now.
-            self.errors += 1
-            self.mem_errors += 1
-            self.tele.err("store", "MemoryError")
-            self.store.on_pressure(CRITICAL, 0)
+    def _fill(self, w):
+        o = self._out
+        w[0] = self.ring.committed
+        w[1] = self.processed
+        w[2] = self.ring.dropped
+        w[3] = self.errors
+        w[4] = o[WMIN]
+        w[5] = o[WMAX]
+        w[6] = o[WMEAN]
 
-    def _log_window(self, lo, hi, mean):
+    def _keep(self, w):
+        # The summary array w is reused every len(_sums) windows: the window
+        # that used it last leaves the store first (keys are window numbers).
+        # No try here: the store's slots and index are preallocated, so this
+        # allocates nothing; a MemoryError anyway would reach run(), which
+        # counts it and sheds (an `except` clause would put this frame on the heap).
+        st = self.store
+        st.pop(self.windows - len(self._sums), None)
+        st[self.windows] = w
+
+    def _log_window(self, w):
         # Periodic point, not the hot path. append() allocates nothing unless it
         # rotates; flush() is file I/O. A failing log never stops the loop.
-        b = self._rec
-        s = self.log.seq + 1  # the seq append() will give this record
-        b[0] = _W
-        b[1] = 1
-        _put(b, 2, window_tag(s), 2)
-        _put(b, 4, s, 4)
-        _put(b, 8, self.produced, 4)
-        _put(b, 12, self.processed, 4)
-        _put(b, 16, self.dropped, 4)
-        _put(b, 20, self.errors, 4)
-        _put(b, 24, lo, 2)
-        _put(b, 26, hi, 2)
-        _put(b, 28, mean, 2)
+        pack(self._rec, self.log.seq + 1, w)  # the seq append() will give this record
+        self._log_try()
+
+    def _log_try(self):
+        # A frame with one local around the try: a handler enlarges the frame,
+        # and `except OSError as e` adds a hidden finally block; either can push
+        # it over the on-stack limit onto the heap (docs/performance.md).
         try:
-            self.log.append(b)
-            self._log_n += 1
-            if self._log_n >= self._log_every:
-                self.flush_log()
-        except OSError as e:  # flash full or failing: count, report, go on
-            self.log_errors += 1
-            self.tele.err("log", type(e).__name__)
+            self._append()
+        except OSError:  # flash full or failing: count, report, go on
+            self._log_failed()
+
+    def _log_failed(self):
+        self.log_errors += 1
+        self._report("log", "OSError")
+
+    def _append(self):
+        self.log.append(self._rec)
+        self._log_n += 1
+        if self._log_n >= self._log_every:
+            self.flush_log()
 
     def flush_log(self):
         """Make every window appended so far durable; then the `log` record says so."""
         if self.log is not None and self._log_n:
             self.log.flush()
             self._log_n = 0
-            self.tele.record("log", "seq", self.log.seq, "durable", 1)
+            self.tele.log(self.log.seq)
 
     def drain(self):
         """Process what is still in the ring (end of a bounded run)."""
@@ -241,22 +270,45 @@ class Firmware:
             self._consume()
 
     def run(self, chunks=0):
-        """Run `chunks` chunks (0: forever). A failing chunk is reported, not fatal."""
+        """Run `chunks` chunks (0: forever). A failing chunk is reported, not fatal:
+        no exception but KeyboardInterrupt (and SystemExit) leaves run()."""
         n = 0
         while chunks == 0 or n < chunks:
             try:
                 self.step()
             except OSError:
                 # A sensor fault (an I2C NACK): count it, the loop goes on.
-                self.errors += 1
-                self.tele.err("sensor", "OSError")
+                self._fault("sensor", "OSError")
             except MemoryError:
                 self._out_of_memory()
             except Exception as e:  # keep running on a bad chunk
-                self.errors += 1
-                self.tele.err("step", type(e).__name__)
+                self._fault("step", type(e).__name__)
             n += 1
         return n
+
+    # --- error handlers: none of them raises, and none allocates unguarded ----
+    # (`except (A, B)` builds a tuple when it runs: a single class here.)
+
+    def _report(self, where, exc_name):
+        # The `err` record; a stream that cannot write it (full heap, failing
+        # UART) is counted, never raised: a handler must not fail.
+        try:
+            self.tele.err(where, exc_name)
+        except Exception:
+            self.tele_errors += 1
+
+    def _fault(self, where, exc_name):
+        self.errors += 1
+        self._account()
+        self._report(where, exc_name)
+
+    def _account(self):
+        # A step or drain that raised after take() lost that chunk: count it as
+        # dropped, so produced = processed + dropped + len(ring) stays exact.
+        r = self.ring
+        k = r.committed - r.dropped - len(r) - self.processed - self.lost
+        if k > 0:
+            self.lost += k
 
     def _out_of_memory(self):
         # Count it, collect, check the budget now (not at the next periodic
@@ -265,20 +317,18 @@ class Firmware:
         # The next periodic check ends the shedding if memory is fine again.
         self.errors += 1
         self.mem_errors += 1
+        self._account()
         gc.collect()
-        try:
-            self.tele.err("step", "MemoryError")
-        except MemoryError:
-            pass
+        self._report("step", "MemoryError")
         try:
             self.budget.check()
-        except MemoryError:
+        except Exception:  # MemoryError, or a failing source: shed anyway
             gc.collect()
         if not self.shedding:
             try:
                 self._shed_store(CRITICAL, 0)
                 self._pressure(CRITICAL, 0)
-            except MemoryError:
+            except Exception:
                 self.shedding = True
 
     def boot(self):
@@ -289,36 +339,90 @@ class Firmware:
 
     def finish(self):
         """Drain the ring, flush the log, write the `end` record; return the budget's
-        report plus the accounting: chunks (produced) = processed + dropped."""
-        self.drain()
+        report plus the accounting: chunks (produced) = processed + dropped (+ `left`,
+        chunks a failing drain could not take from the ring, in the `end` record).
+
+        Never raises (but KeyboardInterrupt): each part is guarded, a failure is
+        counted and reported as `err where=finish`, and the `end` record is
+        written whatever failed before it. With the heap exhausted (a leak, a
+        hog) the report dict may not fit: then the `end` record still goes out,
+        with 0 for the gc and level counts, and finish() returns None."""
+        self._drain_guarded()
         if self.log is not None:
             try:
                 self.flush_log()
-            except OSError as e:
+            except Exception as e:
                 self.log_errors += 1
-                self.tele.err("log", type(e).__name__)
+                self._report("log", type(e).__name__)
         b = self.budget
-        self.budget.check()
-        rep = b.report()
-        self.tele.end(
-            self.produced,
-            self.processed,
-            self.dropped,
-            self.errors,
-            rep["low_water"],
-            rep["gc_max_us"],
-            rep["gc_mean_us"],
-            rep["checks"],
-            rep["warn"],
-            rep["critical"],
-        )
-        rep["chunks"] = self.produced
-        rep["processed"] = self.processed
-        rep["dropped"] = self.dropped
-        rep["errors"] = self.errors
-        rep["mem_errors"] = self.mem_errors
-        rep["log_errors"] = self.log_errors
+        try:
+            b.check()
+        except Exception as e:
+            self._fault("finish", type(e).__name__)
+        self._end()
+        rep = self._budget_report()
+        if rep is not None:
+            try:
+                rep["chunks"] = self.produced
+                rep["processed"] = self.processed
+                rep["dropped"] = self.dropped
+                rep["left"] = len(self.ring)
+                rep["errors"] = self.errors
+                rep["mem_errors"] = self.mem_errors
+                rep["log_errors"] = self.log_errors
+            except MemoryError:
+                rep = None
         return rep
+
+    def _drain_guarded(self):
+        # drain(), where a failing chunk is counted (and lost) and the next is
+        # tried; bounded: one attempt per chunk in the ring, plus one.
+        k = len(self.ring) + 1
+        while len(self.ring) and k:
+            k -= 1
+            try:
+                self.drain()
+            except MemoryError:
+                self._out_of_memory()
+            except Exception as e:
+                self._fault("drain", type(e).__name__)
+
+    def _budget_report(self):
+        # budget.report() allocates a dict: retry once after a collect.
+        for _ in (0, 1):
+            try:
+                return self.budget.report()
+            except MemoryError:
+                gc.collect()
+            except Exception as e:
+                self._fault("finish", type(e).__name__)
+                return None
+        return None
+
+    def _end(self):
+        # The `end` record, from the budget's counters into a preallocated list:
+        # no report dict needed and a one-argument telemetry frame, so it goes
+        # out with the heap exhausted. Retried once after a collect.
+        b = self.budget
+        v = self._endv
+        v[0] = self.produced
+        v[1] = self.processed
+        v[2] = self.dropped
+        v[3] = self.errors
+        v[4] = b.low_water or 0  # None before the first check
+        v[5] = b._gc_max
+        v[6] = b.gc_mean_us()
+        v[7] = b.checks
+        v[8] = b._n_warn
+        v[9] = b._n_crit
+        v[10] = len(self.ring)
+        for _ in (0, 1):
+            try:
+                self.tele.end_values(v)
+                return
+            except Exception:
+                self.tele_errors += 1
+                gc.collect()
 
 
 def _getenv(name):
@@ -354,7 +458,8 @@ def _reset_cause(machine):
 def open_log(fw, path):
     """Open (and recover) the FlashLog at `path` for fw, per the profile's log_*
     keys; the `logopen` record reports the recovered seq and how long it took.
-    Returns the log, or None when the flash cannot hold one (reported as `err`)."""
+    Returns the log, or None when the flash cannot hold one (reported as `err`).
+    Never raises: a board whose log cannot open runs on without one."""
     every, file_bytes, files = log_options(fw.profile)
     if not every or not path:
         return None
@@ -365,14 +470,38 @@ def open_log(fw, path):
         from lowwater.flashlog import FlashLog
 
         log = FlashLog(path, max_file_bytes=file_bytes, max_files=files)
-    except (OSError, MemoryError) as e:  # the loop runs on without a log
+    except Exception as e:  # OSError, MemoryError, ...: the loop runs on without a log
+        e = type(e).__name__  # drop the exception (and its traceback) before reporting
+        gc.collect()
         fw.log_errors += 1
-        fw.tele.err("log", type(e).__name__)
+        fw._report("log", e)
         return None
     us = ticks_diff(ticks_us(), t0)
     fw.use_log(log, every)
-    fw.tele.record("logopen", "seq", log.seq, "us", us, "torn", log.recovered_truncated_bytes)
+    try:
+        fw.tele.record("logopen", "seq", log.seq, "us", us, "torn", log.recovered_truncated_bytes)
+    except Exception:
+        fw.tele_errors += 1
     return log
+
+
+def _fatal(fw, e):
+    # main()'s last resort, before a watchdog reset can hit: the traceback text
+    # and an `err where=main` record go out at once (a monitor shows why the
+    # board keeps resetting). Guarded: printing may fail on a full heap too.
+    try:
+        from lowwater._compat import print_exception
+
+        print_exception(e)
+    except Exception:
+        pass
+    if fw is not None:
+        fw._fault("main", type(e).__name__)
+    else:
+        try:
+            print("LW1 err where=main exc=" + type(e).__name__)
+        except Exception:
+            pass
 
 
 def main(profile_path=None, chunks=None, sensor=None, log_path=None):
@@ -434,9 +563,11 @@ def main(profile_path=None, chunks=None, sensor=None, log_path=None):
             pass  # the plain unix port's machine module has no WDT
     open_log(fw, log_path)
     try:
-        fw.run(chunks)
+        fw.run(chunks)  # raises nothing but KeyboardInterrupt (and SystemExit)
     except KeyboardInterrupt:
         pass
+    except Exception as e:  # a bug past every handler: report it, end cleanly
+        _fatal(fw, e)
     fw.finish()
     if pub is not None:
         pub.close()  # retained `done`, DISCONNECT

@@ -1,19 +1,34 @@
 # lowwater.budget: the memory budget monitor (docs/budget.md).
 #
-# Allocation: tick() allocates nothing (a countdown and a compare, proven by
-# host_tests/portable/test_budget.py). check() runs every check_every ticks:
-# it calls gc.collect() and reads free/allocated memory through the source
-# (GcSource: gc.mem_free walks the heap, which is why it is never called per
-# chunk) and requests a fixed few hundred bytes of short-lived frames on the
-# unix port (measured figure in docs/budget.md). Not IRQ-safe (gc.collect).
+# Allocation: tick() and due() allocate nothing (a countdown and a compare,
+# proven by host_tests/portable/test_budget.py); neither does check() with the
+# default GcSource (test_app.py runs the firmware under heap_lock).
+#
+# Cost (docs/budget.md, figures from `make bench`): gc.mem_free() and
+# gc.mem_alloc() each walk the whole heap, and their sum is the fixed heap
+# total. So a check reads free memory once (one walk) and derives the
+# allocated bytes from the total, measured at start. It collects only when
+# that reading warrants it: below warn_free (so every level is still judged on
+# a collected heap, as before) or when free memory fell by more than `slack`
+# since the last collection (garbage to clear at this controlled point). A loop
+# that allocates nothing per chunk thus costs one walk per check, no collection.
+# On a large heap the walk itself is dear (it grows with the heap), so the
+# periodic check measures every `walk_every` periods only, by default one per
+# 4096 GC blocks of heap (1 on heaps up to 128 KiB of a 64-bit port). Not
+# IRQ-safe (gc.collect).
 import gc
+import sys
 
-from lowwater._compat import mem_free, mem_alloc, ticks_diff, ticks_us
+from lowwater._compat import const, mem_alloc, mem_free, ticks_diff, ticks_us
 
 # Levels: interned strings, compared by identity or equality.
 OK = "ok"
 WARN = "warn"
 CRITICAL = "critical"
+
+_WALK_BLOCKS = const(4096)  # heap blocks per periodic walk interval (walk_every)
+_BLOCK = 32 if sys.maxsize > 0xFFFFFFFF else 16  # a GC block: 4 words
+_SLACK_DIV = const(16)  # default slack: heap // 16
 
 
 class GcSource:
@@ -26,6 +41,10 @@ class GcSource:
         self.collect = gc.collect
         self.free = mem_free
         self.alloc = mem_alloc
+
+    def total(self):
+        """The heap's size in bytes (two walks: for set-up, not for checks)."""
+        return mem_free() + mem_alloc()
 
 
 class TracemallocSource:
@@ -77,9 +96,17 @@ class Budget:
     while True:
         ...process one chunk...
         if b.tick() is CRITICAL: ...   # tick() returns the current level
+
+    A loop that counts its own chunks calls b.due(n) once per n chunks instead
+    of tick() per chunk. walk_every (None: from the heap size, see the module
+    comment) is how many periods pass between two measurements; slack (None:
+    heap // 16) is how far free memory may fall below its last collected
+    reading before a check collects. check() always measures.
     """
 
-    def __init__(self, heap, warn_free, min_free, check_every=256, source=None, telemetry=None):
+    def __init__(
+        self, heap, warn_free, min_free, check_every=256, source=None, telemetry=None, walk_every=None, slack=None
+    ):
         _positive(heap, "heap")
         _positive(warn_free, "warn_free")
         _positive(min_free, "min_free")
@@ -97,15 +124,26 @@ class Budget:
         self.check_every = check_every
         self.source = source if source is not None else default_source(heap)
         self.telemetry = telemetry
+        # Heap total of the source, when it tells (GcSource): alloc = total - free.
+        tot = getattr(self.source, "total", None)
+        self._total = tot() if tot is not None else None
+        if walk_every is None:
+            walk_every = max(1, self._total // (_WALK_BLOCKS * _BLOCK)) if self._total else 1
+        _positive(walk_every, "walk_every")
+        self.walk_every = walk_every
+        self.slack = heap // _SLACK_DIV if slack is None else slack
         self.level = OK
         self.free = None  # free bytes at the last check
-        self.gc_us = None  # gc.collect() pause of the last check
+        self.gc_us = None  # gc.collect() pause of the last check (0: it did not collect)
         self.alloc = None
         self.low_water = None  # lowest free seen by a check
         self.checks = 0
+        self.collections = 0
         self.handler_errors = 0
-        self._left = check_every  # ticks until the next check
+        self._left = check_every  # ticks until the next periodic point
+        self._walk = walk_every  # periodic points until the next measurement
         self._ticked = 0  # ticks already counted into checks
+        self._base = None  # free bytes right after the last collection
         self._n_ok = 0
         self._n_warn = 0
         self._n_crit = 0
@@ -119,36 +157,71 @@ class Budget:
         return fn
 
     def tick(self):
-        """Once per chunk: a countdown; every check_every-th call runs check().
-        Returns the current level. Allocates nothing when it does not check."""
+        """Once per chunk: a countdown; every check_every-th call is a periodic
+        point (a check every walk_every of them). Returns the current level.
+        Allocates nothing when it does not check."""
         n = self._left - 1
         if n:
             self._left = n
             return self.level
         self._left = self.check_every
         self._ticked += self.check_every
+        return self._periodic()
+
+    def due(self, n):
+        """n chunks at once (a loop that counts its own chunks): the same as n
+        calls of tick(), with at most one periodic point. Returns the level."""
+        n = self._left - n
+        if n > 0:
+            self._left = n
+            return self.level
+        self._ticked += self.check_every - n
+        self._left = self.check_every
+        return self._periodic()
+
+    def _periodic(self):
+        n = self._walk - 1
+        if n:
+            self._walk = n
+            return self.level
+        self._walk = self.walk_every
         return self.check()
 
     def check(self):
-        """Collect, measure, classify; notify handlers and telemetry. Returns the level."""
-        # Split into small methods (_measure, _emit, _notify, _call): each
-        # frame stays within the VM's on-stack limit (shared/notes/perf.md),
+        """Measure (one heap walk), collect first when warranted, classify;
+        notify handlers and telemetry. Returns the level."""
+        # Split into small methods (_collect, _measure, _emit, _notify, _call):
+        # each frame stays within the VM's on-stack limit (docs/performance.md),
         # so a check requests no heap of its own (docs/budget.md).
+        free = self.source.free()
+        b = self._base
+        if b is None or free < self.warn_free or b - free > self.slack:
+            return self._collect()
+        return self._measure(free, 0)
+
+    def _collect(self):
         t0 = ticks_us()
         self.source.collect()
-        return self._measure(ticks_diff(ticks_us(), t0))
-
-    def _measure(self, us):
+        us = ticks_diff(ticks_us(), t0)
         free = self.source.free()
-        self.alloc = self.source.alloc()
+        self._base = free
+        if self._total is not None:
+            # re-read the total here (rare): a heap that grew (ESP32) is seen
+            self._total = free + self.source.alloc()
+        self.collections += 1
+        if us > self._gc_max:
+            self._gc_max = us
+        self._gc_sum += us
+        return self._measure(free, us)
+
+    def _measure(self, free, us):
+        t = self._total
+        self.alloc = t - free if t is not None else self.source.alloc()
         self.free = free
         lw = self.low_water
         if lw is None or free < lw:
             self.low_water = free
         self.checks += 1
-        if us > self._gc_max:
-            self._gc_max = us
-        self._gc_sum += us
         if free < self.min_free:
             level = CRITICAL
             self._n_crit += 1
@@ -186,12 +259,14 @@ class Budget:
             self.handler_errors += 1
 
     def gc_mean_us(self):
-        return self._gc_sum // self.checks if self.checks else 0
+        """Mean gc.collect() pause over the checks that collected."""
+        return self._gc_sum // self.collections if self.collections else 0
 
     def report(self):
         """Counters as a dict (allocates: call it at the end or on demand)."""
         return {
             "checks": self.checks,
+            "collections": self.collections,
             "ticks": self._ticked + self.check_every - self._left,
             "level": self.level,
             "free": self.free,

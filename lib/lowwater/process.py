@@ -2,18 +2,30 @@
 # no allocation: results land in a preallocated array('i').
 from array import array
 
-from lowwater._compat import VIPER
+from lowwater._compat import VIPER, const
 
-# Slots of ChunkStats.out: last chunk's min, max, sum, samples.
-MIN = 0
-MAX = 1
-SUM = 2
-COUNT = 3
+# Slots of ChunkStats.out (one array('i'), shared with lowwater._viper):
+# the last chunk's min, max, sum, samples; then the open window's min, max, sum
+# of chunk means, samples and chunks; then the last closed window's min, max, mean.
+MIN = const(0)
+MAX = const(1)
+SUM = const(2)
+COUNT = const(3)
+_WMIN = const(4)
+_WMAX = const(5)
+_WSUM = const(6)
+_WCNT = const(7)
+_WCHUNKS = const(8)
+WMIN = const(9)
+WMAX = const(10)
+WMEAN = const(11)
+_SLOTS = const(12)
 
 
 def _stats_py(src, n, width, out):
-    # Plain-Python twin of _viper.chunk_stats. Allocates its frame on the unix
-    # port (too many locals for the VM's stack state); used where viper is absent.
+    # Plain-Python twin of _viper.chunk_stats: the chunk into out[0:4], then
+    # into the window (out[4:9]). Its frame goes on the heap on the unix port
+    # (too many locals for the VM's stack state); used where viper is absent.
     lo = 0xFFFF
     hi = 0
     s = 0
@@ -38,6 +50,18 @@ def _stats_py(src, n, width, out):
     out[0] = lo if out[3] else 0
     out[1] = hi
     out[2] = s
+    _window_py(out)
+
+
+def _window_py(out):
+    if out[3]:
+        if out[0] < out[4]:
+            out[4] = out[0]
+        if out[1] > out[5]:
+            out[5] = out[1]
+        out[6] += out[2] // out[3]
+        out[7] += out[3]
+    out[8] += 1
 
 
 _stats = getattr(VIPER, "chunk_stats", None) or _stats_py
@@ -47,45 +71,48 @@ class ChunkStats:
     """Running statistics over chunks of little-endian unsigned samples.
 
     st = ChunkStats(width=2); st.update(view, n); st.out[MIN] ...
-    update() allocates nothing on ports with viper. Window figures (since the
-    last window()) accumulate in wmin/wmax/wsum/wcount."""
+    update() allocates nothing on ports with viper: one native call computes the
+    chunk's figures and adds them to the open window (a raw sample sum would
+    outgrow a small int on a 32-bit board, so each chunk adds its mean and the
+    window's mean is their average). end_window() closes the window into
+    out[WMIN], out[WMAX], out[WMEAN] without allocating; window() returns them
+    as a tuple."""
 
     def __init__(self, width=2, fast=None):
         if width not in (1, 2):
             raise ValueError("width must be 1 or 2")
         self.width = width
-        self.out = array("i", (0, 0, 0, 0))
-        # Window accumulators: [min, max, sum of chunk means, samples]. A raw
-        # sample sum would outgrow a small int on a 32-bit board, so each chunk
-        # adds its mean and window() divides by the chunk count.
-        self.win = array("i", (0xFFFF, 0, 0, 0))
-        self.chunks = 0
+        self.out = array("i", bytes(4 * _SLOTS))
+        self.out[_WMIN] = 0xFFFF
         self._f = _stats_py if fast is False else _stats
 
+    @property
+    def chunks(self):
+        """Chunks added to the open window."""
+        return self.out[_WCHUNKS]
+
     def update(self, src, n):
-        out = self.out
-        self._f(src, n, self.width, out)
-        win = self.win
-        if out[3]:
-            if out[0] < win[0]:
-                win[0] = out[0]
-            if out[1] > win[1]:
-                win[1] = out[1]
-            win[3] += out[3]
-            win[2] += out[2] // out[3]
-        self.chunks += 1
+        self._f(src, n, self.width, self.out)
+
+    def end_window(self):
+        """Close the window: its (min, max, mean) go to out[WMIN:WMEAN + 1] and a
+        new window starts. Allocates nothing."""
+        o = self.out
+        c = o[_WCHUNKS]
+        o[WMIN] = o[_WMIN] if o[_WCNT] else 0
+        o[WMAX] = o[_WMAX]
+        o[WMEAN] = o[_WSUM] // c if c else 0
+        o[_WMIN] = 0xFFFF
+        o[_WMAX] = 0
+        o[_WSUM] = 0
+        o[_WCNT] = 0
+        o[_WCHUNKS] = 0
 
     def window(self):
         """(min, max, mean) of the window since the last call; resets the window."""
-        win = self.win
-        c = self.chunks
-        res = (win[0] if win[3] else 0, win[1], win[2] // c if c else 0)
-        win[0] = 0xFFFF
-        win[1] = 0
-        win[2] = 0
-        win[3] = 0
-        self.chunks = 0
-        return res
+        self.end_window()
+        o = self.out
+        return (o[WMIN], o[WMAX], o[WMEAN])
 
 
 def _smooth_py(src, n, width, dst):

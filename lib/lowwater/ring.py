@@ -240,6 +240,7 @@ class ChunkRing:
         self.committed = 0
         self.dropped = 0
         self.high_water = 0
+        self.taken = 0  # valid bytes of the chunk take() returned last
 
     def claim(self):
         """Writable full-size view of a free slot (the same one until commit)."""
@@ -289,6 +290,21 @@ class ChunkRing:
         if self._n:
             return self._lens[self._rd]
         return 0
+
+    def take(self):
+        """oldest() and release() in one call: the view of the oldest committed
+        chunk, already released, with its valid bytes in .taken; None when
+        empty. The view stays valid until a claim() reuses its slot (a consumer
+        that finishes with it before the next claim, as Firmware.step does)."""
+        n = self._n
+        if not n:
+            return None
+        i = self._rd
+        self.taken = self._lens[i]
+        self._n = n - 1
+        n = i + 1
+        self._rd = 0 if n == self.count else n
+        return self._views[i]
 
     def release(self):
         """Free the oldest committed chunk."""

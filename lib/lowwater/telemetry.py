@@ -17,6 +17,20 @@ from lowwater._compat import const, ticks_ms
 
 _TOKEN_CHARS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.:/+-"
 _KEY_CHARS = "abcdefghijklmnopqrstuvwxyz0123456789_"
+# The `end` record's keys, for end_values().
+_END_KEYS = (
+    " chunks=",
+    " processed=",
+    " dropped=",
+    " errors=",
+    " lw=",
+    " gc_max_us=",
+    " gc_mean_us=",
+    " checks=",
+    " warn=",
+    " critical=",
+    " left=",
+)
 
 # Digit buffer: a sign and the 10 digits of 2**30 - 1, the largest small int
 # of a 32-bit board (ticks_ms wraps there too).
@@ -201,6 +215,40 @@ class Telemetry:
         self._int(smean)
         self._ws("\n")
 
+    def window(self, w):
+        """The `stat` record of a window summary w (lowwater.window: produced,
+        processed, dropped, errors, min, max, mean): the same line as stat(),
+        from an array, so the caller's frame stays small (no heap)."""
+        if not self.enabled:
+            return
+        self._head("LW1 stat t=")
+        self._ws(" chunks=")
+        self._int(w[0])
+        self._ws(" processed=")
+        self._int(w[1])
+        self._ws(" dropped=")
+        self._int(w[2])
+        self._ws(" errors=")
+        self._int(w[3])
+        self._ws(" smin=")
+        self._int(w[4])
+        self._ws(" smax=")
+        self._int(w[5])
+        self._ws(" smean=")
+        self._int(w[6])
+        self._ws("\n")
+
+    def log(self, seq):
+        """The `log` record after a flush: `LW1 log t=.. seq=<seq> durable=1`
+        (the same line as record("log", "seq", seq, "durable", 1), without
+        allocating)."""
+        if not self.enabled:
+            return
+        self._head("LW1 log t=")
+        self._ws(" seq=")
+        self._int(seq)
+        self._ws(" durable=1\n")
+
     def err(self, where, exc_name):
         if not self.enabled:
             return
@@ -235,6 +283,22 @@ class Telemetry:
         self._int(warn)
         self._ws(" critical=")
         self._int(critical)
+        self._ws("\n")
+
+    def end_values(self, v):
+        """The `end` record from a list of 11 ints: end()'s ten values, then
+        `left` (chunks still in the ring; written only when not 0). A one-argument
+        frame: with the heap exhausted the `end` record still goes out
+        (Firmware.finish)."""
+        if not self.enabled:
+            return
+        self._head("LW1 end t=")
+        i = 0
+        while i < 11:
+            if i < 10 or v[10]:
+                self._ws(_END_KEYS[i])
+                self._int(v[i])
+            i += 1
         self._ws("\n")
 
     def record(self, kind, *pairs):
