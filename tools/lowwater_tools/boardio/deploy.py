@@ -192,6 +192,9 @@ def lw_w(d, depth):
         return
     print('LW:D', lw_x(d))
     for e in es:
+        if not isinstance(e[0], str):  # a bytes name: passed on for the host to judge
+            print('LW:F', lw_x(d.encode() + b'/' + e[0]), '-')
+            continue
         p = d + '/' + e[0]
         if e[1] & 0x4000:
             if depth < 16:
@@ -651,7 +654,7 @@ def add_arguments(p):
     p.add_argument(
         "--port",
         help="serial port or URL of the board (e.g. /dev/ttyUSB0, the /dev/pts/N "
-        "`lowwater vboard` prints, socket://HOST:PORT)",
+        "`lowwater vboard` prints, socket://HOST:PORT), or auto: the one board attached",
     )
     p.add_argument("--board", default=boards.DEFAULT_BOARD, help="profile copied as :/board.json (default: unix)")
     p.add_argument("--mpy", action="store_true", help="compile lib/ with mpy-cross for the board's .mpy version")
