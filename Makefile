@@ -13,6 +13,7 @@ DURATION ?= 10
 CHUNKS ?= 2000
 
 .PHONY: setup sysdeps wasm32 run run-unix test bench soak fit mpy size lint clean
+.PHONY: fleet bench-fleet
 
 # Debian packages the suite and benchmarks use (brokers, profilers, load):
 # installed once by `make sysdeps` (.ci/run calls it); needs root and apt.
@@ -70,8 +71,9 @@ SEED        ?= 1
 soak: $(STAMP)
 	$(LW) soak --board $(BOARD) --chunks $(SOAK_CHUNKS) --kills $(SOAK_KILLS) --seed $(SEED)
 
-# Smallest unix-port heap the firmware runs in, and the margin (docs/fit.md).
-fit: $(STAMP)
+# Smallest heap the firmware runs in, measured on the 32-bit runtime with the
+# unix-port model beside it, and the margin (docs/fit.md).
+fit: $(STAMP) $(WASM32)
 	$(LW) fit --board $(BOARD) --mpy
 
 # .mpy build of lib/ into build/mpy (docs/distribution.md): the arch of BOARD
@@ -102,6 +104,16 @@ lint: $(STAMP) $(foreach b,$(STUB_BOARDS),$(STUBS)/$(b)/.installed)
 	    --custom-typeshed-dir $(STUBS)/$$b --cache-dir build/mypy/$$b lib/lowwater firmware; \
 	done
 	$(VENV)/bin/mypy --config-file mypy.ini --cache-dir build/mypy/tools
+
+# Fleet telemetry over MQTT (docs/fleet.md): a Mosquitto on a free loopback
+# port, N networked virtual boards and the live fleet view; Ctrl-C stops all.
+N ?= 20
+fleet: $(STAMP)
+	$(LW) fleet --demo $(N)
+
+# Fleet bench (docs/fleet.md): 10, 50 and 200 boards through one Mosquitto.
+bench-fleet: $(STAMP)
+	$(PY) -m lowwater_tools.fleet.bench $(FLEET_BENCH_ARGS)
 
 # Library size budget: .mpy bytes and heap after import.
 size: $(STAMP)

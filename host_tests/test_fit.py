@@ -269,3 +269,26 @@ def test_the_modelled_firmware_figure_agrees_with_the_32_bit_measurement(capsys)
     assert res["model_agrees"], (res["heap_min_board"], res["heap_min_32"], res["model_vs_32_pct"])
     assert abs(res["model_vs_32_pct"]) <= cmd_fit.MODEL_TOLERANCE_PCT
     assert res["margin_32"] > 0 and res["below_reason_32"] in ("critical", "MemoryError")
+
+
+# --- per-test ratios: lowwater fit --tests ---------------------------------------------
+
+
+def test_fit_tests_measures_one_portable_test_on_both_runtimes(capsys):
+    from lowwater_tools.boardio import fittests
+
+    names = fittests.portable_tests()
+    assert ("test_pool", "test_blockpool_bad_arguments") in names and len(names) > 100
+    res, progress = fit_json(capsys, "--tests", "--select", "test_pool::test_blockpool_bad_arguments")
+    (row,) = res["tests"]
+    assert 8192 < row["wasm32"] < row["unix"] and row["ratio"] == round(row["unix"] / row["wasm32"], 2)
+    assert res["spread"]["tests"] == 1 and res["spread"]["min"] == row["ratio"]
+    assert "ratio" in progress
+    # one runtime skipping a test (viper) leaves it out of the spread
+    res, _ = fit_json(
+        capsys, "--tests", "--select", "test_process::test_processing_allocates_nothing_on_the_viper_path"
+    )
+    (row,) = res["tests"]
+    assert "ratio" not in row and "skip" in row["note"] and res["spread"] is None
+    assert cli.main(["fit", "--tests", "--select", "no-such-test"]) == 1
+    assert "no portable test matches" in capsys.readouterr().err

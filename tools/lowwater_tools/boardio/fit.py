@@ -100,6 +100,15 @@ def add_arguments(p):
         help="where to measure: wasm32 (32-bit, the board's bytes), unix (64-bit, mapped by the heap factor) "
         "or both, side by side (default)",
     )
+    p.add_argument(
+        "--tests",
+        action="store_true",
+        help="instead of the firmware: each portable test's smallest heap on both MicroPython runtimes and "
+        "their ratio (minutes; saved in build/fit/tests.json)",
+    )
+    p.add_argument(
+        "--select", default=None, metavar="TEXT", help="with --tests: only tests whose module::name has TEXT"
+    )
     p.add_argument("--json", action="store_true", help="print the result as JSON on stdout (progress goes to stderr)")
     # Tests (and experiments) run another script in place of firmware/main.py.
     p.add_argument("--main", default=None, help=argparse.SUPPRESS)
@@ -339,6 +348,10 @@ _LABEL = {"wasm32": "32-bit runtime", "unix": "unix port, 64-bit"}
 
 
 def run(args) -> int:
+    if getattr(args, "tests", False):
+        from lowwater_tools.boardio import fittests
+
+        return fittests.run_tests(args)
     prof = boards.load(args.board)
     ppath = boards.profile_path(args.board).resolve()
     main = Path(args.main) if args.main else FIRMWARE / "main.py"
@@ -440,5 +453,14 @@ def run(args) -> int:
             f"({res['model_vs_32_pct']:+.1f}%; tolerance {MODEL_TOLERANCE_PCT:.0f}%"
             f"{'' if res['model_agrees'] else ', EXCEEDED'}); the firmware's 64/32-bit ratio "
             f"{res['ratio_64_32']:.2f} against the factor {device_module('config').UNIX_HEAP_FACTOR}"
+        )
+        from lowwater_tools.boardio import fittests
+
+        sp = fittests.last_spread()
+        print(
+            f"  per-test 64/32-bit ratios (last `lowwater fit --tests`): {sp['min']:.2f} .. {sp['max']:.2f}, "
+            f"median {sp['median']:.2f} over {sp['tests']} tests"
+            if sp
+            else "  per-test 64/32-bit ratios: run `lowwater fit --tests` (minutes)"
         )
     return 0
