@@ -102,6 +102,8 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError:  # not the main thread (main() called from a test's thread)
         pass
     try:
+        if isinstance(getattr(args, "port", None), str):  # --port auto: the one board attached (boardio/devices.py)
+            args.port = devices.resolve_port(args.port)
         status = int(args._run(args) or 0)
         sys.stdout.flush()  # a full disk or a closed pipe shows here, inside the contract
         return status

@@ -509,7 +509,7 @@ def add_arguments(p):
     )
     where = p.add_mutually_exclusive_group()
     where.add_argument(
-        "--port", help="serial port of an ESP32 board (or of a running RP2040 to reboot it into BOOTSEL)"
+        "--port", help="serial port of an ESP32 board (or of a running RP2040 to reboot it into BOOTSEL), or auto"
     )
     where.add_argument("--drive", metavar="DIR", help="mounted RPI-RP2 drive (default: search the usual mount points)")
     p.add_argument("--erase", action="store_true", help="ESP32: erase the whole flash first (esptool erase-flash)")

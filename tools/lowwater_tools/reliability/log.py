@@ -260,7 +260,7 @@ def add_arguments(p):
         "(default: the whole file, when it is an image)",
     )
     q = sub.add_parser("pull", help="copy the log folder from a board with mpremote, then read it")
-    q.add_argument("--port", required=True, help="serial port of the board (see `mpremote devs`)")
+    q.add_argument("--port", required=True, help="serial port of the board, or auto: the one board attached (`lowwater devices`)")
     q.add_argument(
         "-o",
         "--output",

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from lowwater_tools import args as targs, boards
 from lowwater_tools.errors import UserError
-from lowwater_tools.telemetry.lw1 import Record, Summary, is_num, iter_log, unwrap_ticks
+from lowwater_tools.telemetry.lw1 import Record, Summary, is_num, iter_log, ticks_diff, unwrap_ticks
 
 FORMATS = (".png", ".svg", ".pdf")
 LEVEL_COLOURS = {"ok": "tab:green", "warn": "tab:orange", "critical": "tab:red"}
@@ -92,8 +92,6 @@ class Series:
                 gap = rec.host_time - self._last_host
                 self._now += max(0, round(gap * 1000)) if gap == gap and abs(gap) < 1e9 else 0
         else:
-            from lowwater_tools.telemetry.lw1 import ticks_diff
-
             self._now += max(0, ticks_diff(t, self._last_t))
         self._last_t = t
         h = rec.host_time
