@@ -33,10 +33,15 @@ def _vb_boot():
     here = argv[0].rsplit("/", 1)[0]
     ctl = open("/proc/self/fd/" + ctl_fd, "wb")
 
+    import gc
+
     sys.path.insert(0, here)
-    import vb_machine
     import vb_sys
 
+    gc.collect()  # compile garbage freed before more lasting objects come
+    import vb_machine
+
+    gc.collect()
     sys.path.pop(0)
     vb_machine._setup(ctl, cause, int(freq), board, rtc)
     sys.modules["machine"] = vb_machine
