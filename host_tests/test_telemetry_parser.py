@@ -500,3 +500,39 @@ def test_percentile_nearest_rank():
     assert percentile(list(range(1, 101)), 99) == 99
     assert percentile(list(range(1, 101)), 50) == 50
     assert percentile([3, 1, 2], 100) == 3
+
+
+# ---------------------------------------------------------------- log read: window records
+
+
+def test_log_read_decodes_window_records(tmp_path, capsys):
+    import json
+
+    from lowwater_tools import cli
+    from lowwater_tools.paths import device_module
+    from lowwater_tools.reliability import log as logread
+
+    win = device_module("window")
+    log = logread.fl.FlashLog(str(tmp_path / "log"))
+    for seq in (1, 2):
+        s = win.summary()
+        for i, v in enumerate((256 * seq, 250 * seq, 6, 0, 100, 900, 500 + seq)):
+            s[i] = v
+        b = bytearray(win.RECORD)
+        win.pack(b, seq, s)
+        log.append(bytes(b))
+    log.append(b"not a window")
+    wrong = bytearray(win.RECORD)
+    win.pack(wrong, 99, win.summary())  # a window record under another seq: not decoded
+    log.append(bytes(wrong))
+    log.close()
+    assert cli.main(["log", "read", str(tmp_path / "log")]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "seq=1 len=30 window produced=256 processed=250 dropped=6 errors=0 min=100 max=900 mean=501"
+    assert lines[1].startswith("seq=2 len=30 window produced=512 processed=500 ")
+    assert lines[2] == 'seq=3 len=12 text="not a window"'
+    assert lines[3].startswith("seq=4 len=30 hex=5701")
+    assert cli.main(["log", "read", str(tmp_path / "log"), "--json"]) == 0
+    objs = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    assert objs[0]["window"]["dropped"] == 6 and "hex" in objs[0]
+    assert "window" not in objs[2] and "window" not in objs[3]

@@ -293,19 +293,35 @@ def run(args) -> int:
     return _read(args.target, args, getattr(args, "fs_size", None))
 
 
+def _window(ev) -> dict | None:
+    """The figures of a window record (lowwater.window.unpack, the firmware's own
+    layout) whose seq is the record's; None for any other payload."""
+    w = device_module("window")
+    try:
+        got = w.unpack(ev.data)
+    except (ValueError, IndexError, TypeError):
+        return None
+    return dict(zip(w.FIELDS, got[1:])) if got[0] == ev.seq else None
+
+
 def _emit(ev, as_json: bool, out, notes: list[str] | None) -> None:
     """Write a record (stdout) or a skipped run (stderr). While `notes` is a
     list, skip lines are held there instead: until the first intact record it
     is not known whether the input is a log at all (then one error line only)."""
     if isinstance(ev, Record):
         text = printable(ev.data)
+        win = _window(ev)  # the firmware's window record, decoded as soak decodes it
         if as_json:
             obj = {"seq": ev.seq, "len": len(ev.data), "file": ev.file, "offset": ev.offset, "hex": ev.data.hex()}
             if text is not None:
                 obj["text"] = text
+            if win is not None:
+                obj["window"] = win
             out.write(json.dumps(obj) + "\n")
         else:
             shown = "text=" + json.dumps(text) if text is not None else "hex=" + ev.data.hex()
+            if win is not None:
+                shown = "window " + " ".join(f"{k}={v}" for k, v in win.items())
             out.write(f"seq={ev.seq} len={len(ev.data)} {shown}\n")
     else:
         what = "torn tail" if ev.tail and ev.offset else "garbage"
