@@ -104,11 +104,13 @@ def test_imported_modules_reads_every_import_form(tmp_path):
 def test_a_module_missing_from_the_table_is_an_error(tmp_path, monkeypatch):
     pkg = tmp_path / "lowwater"
     pkg.mkdir()
-    (pkg / "__init__.py").write_text('__version__ = "9"\n_MODULES = {"ring": "", "extra": "lowwater-extra"}\n')
+    (pkg / "__init__.py").write_text('__version__ = "9"\n')
+    (pkg / "_packages.py").write_text('MODULES = {"_packages": "", "ring": "", "extra": "lowwater-extra"}\n')
     (pkg / "ring.py").write_text("")
     (pkg / "stray.py").write_text("")
     monkeypatch.setattr(packages, "PKG_DIR", pkg)
     monkeypatch.setattr(packages, "INIT", pkg / "__init__.py")
+    monkeypatch.setattr(packages, "TABLE", pkg / "_packages.py")
     with pytest.raises(UserError) as e:
         packages.packages()
     assert "'extra' is in the table but" in str(e.value)
@@ -116,7 +118,7 @@ def test_a_module_missing_from_the_table_is_an_error(tmp_path, monkeypatch):
     (pkg / "extra.py").write_text("")
     (pkg / "stray.py").unlink()
     got = {p.name: [f.name for f in p.files] for p in packages.packages()}
-    assert got == {"lowwater": ["__init__.py", "ring.py"], "lowwater-extra": ["extra.py"]}
+    assert got == {"lowwater": ["__init__.py", "_packages.py", "ring.py"], "lowwater-extra": ["extra.py"]}
 
 
 # ---- manifests (freezing) -------------------------------------------------------
@@ -328,6 +330,11 @@ def test_size_measures_the_firmware_imports(figures):
     assert {"lowwater", "lowwater.app", "lowwater.ring", "lowwater.budget"} <= set(figures["modules"])
     assert set(figures["mpy_bytes"]) == {"armv6m", "xtensawin", "x64"}
     assert 0 < figures["mpy_bytes_max"] < figures["py_bytes"]
+    # .mpy bytes per package: the packages share lib/ out between them exactly.
+    for arch, total in figures["mpy_bytes"].items():
+        per = figures["package_mpy_bytes"][arch]
+        assert list(per) == [p.name for p in packages.packages()]
+        assert sum(per.values()) == total and all(n > 0 for n in per.values())
 
 
 def test_mpy_import_skips_the_compiler_peak_and_holds_the_same_code(figures):

@@ -23,11 +23,13 @@ def test_star_import_works_and_binds_no_submodule():
     g = {}
     exec("from lowwater import *", g)
     assert g["__version__"] == lowwater.__version__
-    assert "ring" not in g and "_MODULES" not in g and "__getattr__" not in g
+    assert "ring" not in g and "_packages" not in g and "__getattr__" not in g
 
 
 def test_every_module_in_the_table_imports():
-    for name, pkg in lowwater._MODULES.items():
+    from lowwater._packages import MODULES
+
+    for name, pkg in MODULES.items():
         if name == "_viper" and lowwater._compat.VIPER is None:
             continue  # no viper emitter here (CPython, some ports): ring.py runs its plain twin
         mod = getattr(lowwater, name)
@@ -36,18 +38,26 @@ def test_every_module_in_the_table_imports():
 
 
 def test_a_missing_opt_in_module_names_its_package():
-    lowwater._MODULES["absent"] = "lowwater-absent"
+    from lowwater import _packages
+
+    _packages.MODULES["absent"] = "lowwater-absent"
     try:
         e = ptest.raises(ImportError, getattr, lowwater, "absent")
         assert "lowwater-absent" in str(e), str(e)
-    finally:
-        del lowwater._MODULES["absent"]
-    lowwater._MODULES["absent"] = ""  # a base module that is missing: the plain error
-    try:
+        _packages.MODULES["absent"] = ""  # a base module that is missing: the plain error
         e = ptest.raises(ImportError, getattr, lowwater, "absent")
         assert "lowwater-" not in str(e), str(e)
     finally:
-        del lowwater._MODULES["absent"]
+        del _packages.MODULES["absent"]
+
+
+def test_the_table_is_loaded_only_when_an_import_fails():
+    if ptest.MICROPYTHON:  # a fresh process: what the firmware does
+        assert "lowwater._packages" not in sys.modules
+        lowwater.ring
+        assert "lowwater._packages" not in sys.modules
+    assert not hasattr(lowwater, "nope")
+    assert "lowwater._packages" in sys.modules
 
 
 def test_prof_names_load_their_concept_only():

@@ -19,7 +19,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from lowwater_tools.boardio import mpybuild
+from lowwater_tools.boardio import mpybuild, packages
 from lowwater_tools.errors import UserError
 from lowwater_tools.paths import LIB, ROOT, micropython_exe
 
@@ -83,6 +83,7 @@ def measure() -> dict:
             files = mpybuild.build(Path(tmp) / arch, arch=arch)
             mpy[arch] = sum(f.stat().st_size for f in files)
         py_bytes = sum(p.stat().st_size for p in mpybuild.sources(LIB))
+        per_package = {arch: packages.mpy_bytes(Path(tmp) / arch) for arch in ARCHS}
         from_py = import_heap(LIB)
         from_mpy = import_heap(Path(tmp) / "x64")
     ver = mpybuild.mpy_cross_version()
@@ -91,6 +92,7 @@ def measure() -> dict:
         "py_bytes": py_bytes,
         "mpy_bytes": mpy,
         "mpy_bytes_max": max(mpy.values()),
+        "package_mpy_bytes": per_package,
         "imports": list(IMPORTS),
         "modules": from_py["modules"],
         "heap_py": from_py["heap"],
@@ -149,6 +151,9 @@ def run(args) -> int:
         f"  .mpy v{fig['mpy_version']} total {fig['mpy_bytes_max']:>6} B  {mark(fig['mpy_bytes_max'], 'mpy_bytes')}"
         f"   ({arches})"
     )
+    for name in fig["package_mpy_bytes"][ARCHS[0]]:
+        sizes = "  ".join(f"{a} {fig['package_mpy_bytes'][a][name]}" for a in ARCHS)
+        print(f"  package {name:<18} .mpy {sizes}")
     print(f"heap after `{'; '.join(IMPORTS)}` on the unix port ({len(fig['modules'])} modules):")
     print(f"  from .py    {fig['heap_py']:>6} B  {mark(fig['heap_py'], 'heap_py')}   peak {fig['peak_py']} B")
     print(f"  from .mpy   {fig['heap_mpy']:>6} B  {mark(fig['heap_mpy'], 'heap_mpy')}   peak {fig['peak_mpy']} B")
