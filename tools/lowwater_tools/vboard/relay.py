@@ -316,7 +316,7 @@ class VirtualBoard:
             [
                 "-i",
                 str(VBOOT),
-                self.image_path,
+                str(self.image_path),
                 str(_image.block_count(self.fs_size)),
                 mode,
                 cause,
