@@ -359,8 +359,8 @@ class Firmware:
             b.check()
         except Exception as e:
             self._fault("finish", type(e).__name__)
+        rep = self._budget_report()  # first: a failure here is in the `end` record's errors
         self._end()
-        rep = self._budget_report()
         if rep is not None:
             try:
                 rep["chunks"] = self.produced

@@ -42,7 +42,7 @@ _RANGES = (
     ("heap", 8192, _MAX_BYTES),
     ("warn_free", 1, _MAX_BYTES),
     ("min_free", 1, _MAX_BYTES),
-    ("check_every", 1, 65535),
+    ("check_every", 1, 1000000),
     ("chunk_size", 1, 65535),
     ("chunk_count", 1, 65535),
     ("store_items", 0, 65535),
