@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 from lowwater_tools import boards, launch
+from lowwater_tools.paths import LIB, ROOT
 
 HERE = Path(__file__).resolve().parent
 PORTABLE = HERE / "portable"
@@ -37,6 +38,30 @@ def default_heap(config=None, runtime: str = "unix") -> int:
 MPResult = launch.Result
 
 
+def _rel(p) -> str:
+    """p relative to the repository root when it lies inside (else unchanged)."""
+    try:
+        return Path(p).resolve().relative_to(ROOT).as_posix()
+    except ValueError:
+        return str(p)
+
+
+def as_module_run(argv: list[str]) -> tuple[list[str], list[str]]:
+    """`SCRIPT.py ARGS` as `-m SCRIPT ARGS` plus the MICROPYPATH folders it needs,
+    every path relative to the repository root, and `path=` arguments likewise.
+
+    Why: the unix port puts realpath(SCRIPT)'s folder on sys.path, so every
+    module's file name, interned on the heap, would carry the checkout's path;
+    its length changed the heap layout enough to make a test near the edge of
+    its heap pass in one folder and fail in another. Run as a module from the
+    root, the heap holds the same strings wherever the checkout is."""
+    script = Path(argv[0])
+    rest = [
+        "path=" + ":".join(_rel(d) for d in a[5:].split(":") if d) if a.startswith("path=") else a for a in argv[1:]
+    ]
+    return ["-m", script.stem, *rest], [_rel(script.parent)]
+
+
 def run(
     args: list[str],
     heap: int,
@@ -46,8 +71,10 @@ def run(
     runtime: str = "unix",
 ) -> MPResult:
     """Run `micropython -X heapsize=heap ARGS` with lib/ (and `path`) importable,
-    from the repository root unless `cwd` is given."""
-    return launch.run(args, heap, path or (), timeout=timeout, cwd=cwd, runtime=runtime)
+    from the repository root unless `cwd` is given (then lib/ is given relative
+    to the root, so no checkout path lands on the heap: as_module_run)."""
+    lib = "lib" if cwd is None else LIB
+    return launch.run(args, heap, path or (), lib=lib, timeout=timeout, cwd=cwd, runtime=runtime)
 
 
 def run_code(code: str, heap: int, timeout: float = 60, runtime: str = "unix") -> MPResult:

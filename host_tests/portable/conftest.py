@@ -55,7 +55,8 @@ def pytest_pyfunc_call(pyfuncitem):
         module = pyfuncitem.module
         heap = item_heap(pyfuncitem, rt)
         argv = pytest_memory.mp_argv(pyfuncitem, [str(mprunner.PORTABLE / "_mprun.py"), module.__name__, name])
-        res = mprunner.run(argv, heap, timeout=getattr(module, "MP_TIMEOUT", 120), runtime=mprunner.LAUNCH[rt])
+        args, path = mprunner.as_module_run(argv)
+        res = mprunner.run(args, heap, path, timeout=getattr(module, "MP_TIMEOUT", 120), runtime=mprunner.LAUNCH[rt])
         lines = res.out.rstrip().splitlines()
         last = lines[-1] if lines else ""
         if res.returncode == 0 and last.startswith("LWTEST SKIP"):

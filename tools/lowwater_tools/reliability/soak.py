@@ -46,6 +46,10 @@ PL_LOG = {"log_every": 2, "log_file_bytes": 8192, "log_files": 4}
 PL_MAX_DELAY = 0.3  # s: a kill lands uniformly in [0, this] after the board booted...
 PL_EARLY = 0.25  # ...or, with this probability, in [0, PL_EARLY_WINDOW]: during import and recovery
 PL_EARLY_WINDOW = 0.04
+# A late kill's delay counts from the life's PL_LATE_ACKS-th acknowledged flush,
+# not from its boot: on a loaded machine each life still logs (and the log
+# rotates) before it dies, so what the run covers does not depend on CPU speed.
+PL_LATE_ACKS = 2
 LOG_PATH = "/log"
 WARMUP = 0.25  # fraction of the budget checks before drift and leak are measured (as `lowwater report`)
 
@@ -506,9 +510,16 @@ def powerloss(
             last_pid = None
             last_kill_at = 0.0
             for k in range(kills):
-                delay = rng.uniform(0, PL_EARLY_WINDOW) if rng.random() < PL_EARLY else rng.uniform(0, max_delay)
+                early = rng.random() < PL_EARLY
+                delay = rng.uniform(0, PL_EARLY_WINDOW) if early else rng.uniform(0, max_delay)
                 vb.wait(lambda b, old=last_pid: b.booted and b.pid is not None and b.pid != old, timeout)
                 pid = vb.pid
+                if not early:
+                    reader.wait_for(
+                        lambda recs, after=last_kill_at: _life_acked(lives(recs), after, PL_LATE_ACKS),
+                        timeout,
+                        f"{PL_LATE_ACKS} acknowledged flushes before kill {k + 1}",
+                    )
                 time.sleep(delay)
                 if vb.pid != pid:
                     res.problems.append(f"kill {k + 1}: the board reset by itself")
@@ -542,6 +553,11 @@ def powerloss(
         res.duration_s = round(time.monotonic() - t0, 2)
         shutil.rmtree(tmp, ignore_errors=True)
     return res
+
+
+def _life_acked(ls: list, after: float, n: int) -> bool:
+    """The life that booted after `after` has acknowledged n flushes."""
+    return bool(ls) and (ls[-1].boot_at or 0) > after and len(ls[-1].acks) >= n
 
 
 def _final_life_ok(ls: list, after: float) -> bool:
