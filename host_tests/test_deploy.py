@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
+import shutil
+import signal
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 import pytest
 import serial
@@ -14,6 +19,7 @@ from lowwater_tools import boards
 from lowwater_tools.boardio import deploy
 from lowwater_tools.errors import UserError
 from lowwater_tools.paths import FIRMWARE, LIB, tool_exe
+from lowwater_tools.reliability import soak
 from lowwater_tools.vboard import VirtualBoard, image
 
 pytestmark = pytest.mark.timeout(180)
@@ -195,3 +201,142 @@ def test_deploy_set_is_sha_stable():
     a = {i.remote: i.sha256 for i in deploy.deploy_set("unix")}
     b = {r: hashlib.sha256(data).hexdigest() for r, data in expected_files().items()}
     assert a == b
+
+
+# ---- odd trees (issue 13 §5) ----------------------------------------------------
+
+
+@pytest.fixture
+def odd_lib(tmp_path, monkeypatch):
+    """lib/ copied, plus what real trees hold: a folder and a file with spaces, a
+    non-UTF-8 name, a symlink to a host file outside the tree, a dangling .py symlink."""
+    lib = tmp_path / "lib"
+    shutil.copytree(LIB, lib, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    (lib / "my dir").mkdir()
+    (lib / "my dir" / "a b.py").write_text("X = 1\n")
+    (lib / os.fsdecode(b"bad\xffname.py")).write_text("X = 2\n")
+    secret = tmp_path / "host-secret.txt"
+    secret.write_text("host only\n")
+    (lib / "leak.txt").symlink_to(secret)
+    (lib / "gone.py").symlink_to(tmp_path / "nowhere.py")
+    (lib / "lowwater" / "inside.py").symlink_to(lib / "lowwater" / "config.py")  # inside the tree: fine
+    monkeypatch.setattr(deploy, "LIB", lib)
+    monkeypatch.setattr(deploy, "MPY_DIR", tmp_path / "mpy")
+    return lib
+
+
+def _remove_odd(vb):
+    mpr(
+        vb,
+        "exec",
+        "import os\nfor p in ('/lib/my dir/a b.py', '/lib/lowwater/inside.py', '/lib/lowwater/inside.mpy'):\n try: os.remove(p)\n except OSError: pass\ntry: os.rmdir('/lib/my dir')\nexcept OSError: pass",
+    )
+
+
+def test_deploy_odd_tree_twice_copies_once_and_leaves_out_what_it_must(vb, odd_lib, capsys):
+    try:
+        out = io.StringIO()
+        res = deploy.deploy(vb.port, out=deploy._Reporter(False, out), reset=False)
+        err = capsys.readouterr().err
+        assert "/lib/my dir/a b.py" in res.copied
+        files = board_files(vb)
+        assert files.get("/lib/my dir/a b.py") == 6
+        assert (
+            image.read_file(vb.image_path, "/lib/lowwater/inside.py") == (LIB / "lowwater" / "config.py").read_bytes()
+        )
+        assert not [
+            f for f in files if f in ("/lib/leak.txt", "/lib/gone.py") or "bad" in f
+        ]  # none of them on the board
+        assert "lib/leak.txt: a symlink to" in err and "outside lib/" in err
+        assert "lib/gone.py: a dangling symlink" in err
+        assert "its name is not valid UTF-8" in err
+        # Again: the folder with a space exists (no `mkdir: File exists`), nothing is copied.
+        res = deploy.deploy(vb.port, out=deploy._Reporter(False, io.StringIO()), reset=False)
+        assert res.copied == [] and res.plan.mkdir == []
+    finally:
+        _remove_odd(vb)
+
+
+def test_deploy_mpy_ignores_a_dangling_symlink(vb, odd_lib):
+    try:
+        res = deploy.deploy(vb.port, mpy=True, out=deploy._Reporter(False, io.StringIO()), reset=False)
+        files = board_files(vb)
+        assert "/lib/lowwater/config.mpy" in files and "/lib/my dir/a b.mpy" in files
+        assert not [r for r in res.copied if r.startswith(("/lib/gone", "/lib/bad", "/lib/leak"))]
+    finally:
+        _remove_odd(vb)
+        deploy.deploy(vb.port, out=deploy._Reporter(False, io.StringIO()), reset=False)  # back to .py
+
+
+# ---- killing `lowwater deploy` leaves no mpremote behind --------------------------
+
+
+def _children(pid: int) -> list[int]:
+    out = []
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            stat = (d / "stat").read_text()
+        except OSError:
+            continue
+        if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+            out.append(int(d.name))
+    return out
+
+
+def _alive(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+@pytest.fixture(scope="module")
+def stuck(tmp_path_factory):
+    """A board whose main.py ignores Ctrl-C and sleeps: mpremote waits on it, so
+    `lowwater deploy` is surely inside its mpremote call when the signal comes."""
+    img = tmp_path_factory.mktemp("stuck") / "stuck.lfs"
+    soak.prepare_image(
+        img,
+        boards.profile_path("unix"),
+        main_py="import micropython, time\nmicropython.kbd_intr(-1)\ntime.sleep(600)\n",
+        mpy=False,
+    )
+    with VirtualBoard(board="unix", image=img, timeout=15) as board:
+        yield board
+
+
+@pytest.mark.parametrize("sig", ["SIGTERM", "SIGINT", "SIGKILL"])
+def test_killing_deploy_leaves_no_mpremote_running(stuck, sig):
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "lowwater_tools.cli", "deploy", "--port", stuck.port, "--timeout", "60"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        kids = []
+        while not kids:
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "no mpremote child seen"
+            kids = _children(proc.pid)
+            time.sleep(0.02)
+        time.sleep(0.3)  # mpremote is up and waiting on the board
+        proc.send_signal(getattr(signal, sig))
+        out, err = proc.communicate(timeout=20)
+        if sig == "SIGTERM":
+            assert proc.returncode == 143 and err.strip() == "lowwater: terminated", err
+        elif sig == "SIGINT":
+            assert proc.returncode == 130 and err.strip() == "lowwater: interrupted", err
+        deadline = time.monotonic() + 10
+        while any(_alive(k) for k in kids):
+            assert time.monotonic() < deadline, f"{sig}: mpremote {kids} survived lowwater deploy"
+            time.sleep(0.05)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(5)

@@ -85,8 +85,9 @@ def _files(base: Path, notes: list[str] | None = None):
             continue
         why = mpybuild.odd_file(p, base)
         if why:
-            if notes is not None:
-                notes.append(f"skipped {_rel(p)}: {why}")
+            if notes is not None:  # shown with \xNN escapes: the name may not be UTF-8
+                note = f"skipped {_rel(p)}: {why}"
+                notes.append(note.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace"))
             continue
         if p.is_file() and p.suffix not in (".pyc", ".mpy"):
             yield p, rel
