@@ -59,7 +59,7 @@ def heap_bytes(fn, n=1000):
     minus the harness's own loop overhead); None on CPython.
 
     mem_total counts every heap request, including frames that are freed at once
-    and that heap_lock() does not catch (shared/notes/perf.md)."""
+    and that heap_lock() does not catch (docs/micropython-facts.md)."""
     if not MICROPYTHON:
         return None
     fn()  # warm up: lazy state, interned attributes

@@ -38,7 +38,7 @@ except ImportError:  # CPython
 
 
 # micropython.mem_total() counts every heap request (unix port only); it is the
-# only counter that sees short-lived frame allocations (shared/notes/perf.md).
+# only counter that sees short-lived frame allocations (docs/micropython-facts.md).
 mem_total = getattr(micropython, "mem_total", None)
 heap_lock = getattr(micropython, "heap_lock", None)
 heap_unlock = getattr(micropython, "heap_unlock", None)
