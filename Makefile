@@ -54,10 +54,12 @@ $(WASM32): tools/wasm32/package-lock.json | $(STAMP)
 	$(PY) -m lowwater_tools.runtime32 build
 
 # The whole suite: every portable test on CPython, the 64-bit unix port and the
-# 32-bit runtime, on TEST_JOBS pytest-xdist workers (0: in this process).
+# 32-bit runtime, on TEST_JOBS pytest-xdist workers (0: in this process). A test
+# module stays on one worker (--dist loadscope): its module-scoped fixtures (a
+# virtual board, a build) start once and its tests keep their order.
 TEST_JOBS ?= 2
 test: $(STAMP) $(WASM32)
-	$(PY) -m pytest $(if $(filter-out 0,$(TEST_JOBS)),-n $(TEST_JOBS)) $(PYTEST_ARGS)
+	$(PY) -m pytest $(if $(filter-out 0,$(TEST_JOBS)),-n $(TEST_JOBS) --dist loadscope) $(PYTEST_ARGS)
 
 # Benchmarks: ratios measured side by side (docs/performance.md).
 bench: $(STAMP)
