@@ -296,8 +296,14 @@ def test_stand_ins_say_what_they_cannot_do(vb):
         "try:\n p.irq(lambda p: None)\nexcept NotImplementedError as e:\n print('irq:', e)\n"
         "a = machine.ADC(machine.Pin(34))\na.width(machine.ADC.WIDTH_9BIT)\n"
         "print(max(a.read() for _ in range(200)) < 512)\n"
-        "try:\n a.width(7)\nexcept ValueError:\n print('bad width')",
+        "try:\n a.width(7)\nexcept ValueError:\n print('bad width')\n"
+        "for f in (machine.lightsleep, machine.deepsleep):\n"
+        " try:\n  f()\n except NotImplementedError as e:\n  print('sleep:', e)\n"
+        "machine.lightsleep(1)\nprint('slept')",
     )
     lines = out.splitlines()
     assert lines[0].startswith("irq: virtual board: Pin.irq")
-    assert lines[1:] == ["True", "bad width"]
+    assert lines[1:3] == ["True", "bad width"]
+    assert lines[3].startswith("sleep: virtual board: lightsleep() needs a time")
+    assert lines[4].startswith("sleep: virtual board: deepsleep() needs a time")
+    assert lines[5] == "slept"

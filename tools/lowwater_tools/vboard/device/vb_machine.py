@@ -66,16 +66,22 @@ def bootloader(*args):
     reset()
 
 
-def deepsleep(ms=0):
-    if ms:
-        time.sleep_ms(ms)
+def _no_wake(name, ms):
+    # Without a time a board sleeps until a pin or peripheral wakes it; there are none here.
+    if ms is None or ms <= 0:
+        raise NotImplementedError("virtual board: %s() needs a time in ms (no wake sources)" % name)
+
+
+def deepsleep(ms=None):
+    _no_wake("deepsleep", ms)
+    time.sleep_ms(ms)
     _tell(b"reset deepsleep\n")
     _halt()
 
 
-def lightsleep(ms=0):
-    if ms:
-        time.sleep_ms(ms)
+def lightsleep(ms=None):
+    _no_wake("lightsleep", ms)
+    time.sleep_ms(ms)
 
 
 def reset_cause():
