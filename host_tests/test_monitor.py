@@ -302,3 +302,151 @@ def test_plot_option(boards_, tmp_path):
     else:
         assert p.returncode == 1
         assert p.stderr.strip() == "lowwater: plotting not available (lowwater_tools.telemetry.plot is missing)"
+
+
+# ---------------------------------------------------------------- attach, then reset
+
+
+class Repl(Board):
+    """A socket:// board that behaves like a MicroPython REPL sitting at its prompt:
+    Ctrl-C and Ctrl-B give `>>> `, Ctrl-D soft-reboots and runs `main` (SESSION1
+    without the banner: the boot record comes only after the reset). Keeps what it
+    received in .got."""
+
+    def serve_repl(self, after_reset: bytes):
+        self.got = b""
+
+        def run():
+            try:
+                end = time.monotonic() + 15
+                conn = None
+                while conn is None and not self._quit.is_set() and time.monotonic() < end:
+                    try:
+                        conn, _ = self.srv.accept()
+                    except socket.timeout:
+                        continue
+                if conn is None:
+                    return
+                self.accepted.set()
+                conn.settimeout(0.1)
+                with conn:
+                    conn.sendall(b"LW1 mem t=9 n=7 free=1 alloc=1 lw=1 lvl=ok gc_us=1\r\n")  # before the reset
+                    while not self._quit.is_set() and time.monotonic() < end:
+                        try:
+                            data = conn.recv(64)
+                        except socket.timeout:
+                            continue
+                        if not data:
+                            return
+                        self.got += data
+                        for c in data:
+                            if c in (3, 2):
+                                conn.sendall(b"\r\n>>> ")
+                            elif c == 4:
+                                conn.sendall(b"MPY: soft reboot\r\n" + after_reset)
+            except OSError:
+                pass
+            finally:
+                self.srv.close()
+
+        self.thread = threading.Thread(target=run, daemon=True)
+        self.thread.start()
+        return self
+
+
+def test_reset_after_attaching_sees_the_boot_record(tmp_path):
+    board = Repl()
+    try:
+        board.serve_repl(SESSION1[SESSION1.index(b"LW1 boot") :])
+        p = monitor("--port", board.url, "--reset", "--duration", 2, "--csv", tmp_path / "r.csv")
+    finally:
+        board.stop()
+    assert p.returncode == 0, p.stderr
+    assert board.got.startswith(b"\r\x03\x03\r\x02") and board.got.count(b"\x04") == 1
+    lines = p.stdout.splitlines()
+    # the previous run's last record is kept in the CSV, not shown or summed
+    assert lines[0].startswith("LW1 boot ") and "n=7" not in p.stdout
+    assert [r.kind for r in read_log(tmp_path / "r.csv")[0]][:2] == ["mem", "boot"]
+    assert "records: 5 boot=1 lvl=1 mem=2 stat=1" in lines
+    assert "boot record: yes" in lines
+    assert "stopped: after 2 s (time limit)" in lines
+    assert "end record: no (the board was still running)" in lines
+    assert "units: board bytes (esp32: 110,000 B heap)" in lines
+
+
+def test_without_reset_a_missed_boot_is_said_plainly(boards_):
+    board = boards_().serve(SESSION1[SESSION1.index(b"LW1 mem") :], hold=10)
+    p = monitor("--port", board.url, "--duration", 1.5, "--board", "esp32")
+    assert p.returncode == 0, p.stderr
+    assert "boot record: no (the board was running before the monitor attached)" in p.stdout
+    # no boot record: the profile's budget, said to be board bytes from the profile
+    assert "budget from the profile (no boot record seen)" in p.stdout
+
+
+def test_unix_port_scales_the_profile_budget_when_the_boot_was_missed(boards_):
+    board = boards_().serve(SESSION1[SESSION1.index(b"LW1 mem") :], hold=10)
+    p = monitor("--port", board.url, "--duration", 1.5, "--board", "esp32", "--unix-port")
+    assert p.returncode == 0, p.stderr
+    # esp32's 110,000/28,672/14,336 board bytes as the 64-bit unix port's bytes (x1.4)
+    assert "(budget: warn 40,140 B, min 20,070 B, heap 154,000 B)" in p.stdout
+    assert (
+        "units: unix-port heap bytes, not board bytes (esp32: 110,000 B board heap = 154,000 B here, x1.40)" in p.stdout
+    )
+
+
+ANSI = __import__("re").compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+
+
+def test_make_run_on_the_virtual_board_prints_boot_and_ends_neutral():
+    """`make run` as a user sees it (on a terminal): the boot record, the units,
+    a summary without red, exit 0. Bounded: 3 s of monitoring, 150 s in all."""
+    import fcntl
+    import select
+    import struct
+    import termios
+
+    master, slave = os.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 60, 140, 0, 0))
+    proc = subprocess.Popen(
+        [*LOWWATER, "vboard", "--board", "esp32", "--deploy", "--mpy", "--monitor", "--duration", "3"],
+        stdin=subprocess.DEVNULL,
+        stdout=slave,
+        stderr=slave,
+        cwd=ROOT,
+        env={**os.environ, "TERM": "xterm-256color", "COLUMNS": "140"},
+        start_new_session=True,
+    )
+    os.close(slave)
+    out = b""
+    try:
+        end = time.monotonic() + 150
+        while time.monotonic() < end:
+            r, _, _ = select.select([master], [], [], 0.2)
+            if r:
+                try:
+                    chunk = os.read(master, 65536)
+                except OSError:
+                    break
+                if not chunk:
+                    break
+                out += chunk
+            elif proc.poll() is not None:
+                break
+        proc.wait(timeout=10)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
+        os.close(master)
+    raw = out.decode("utf-8", "replace")
+    text = ANSI.sub("", raw)
+    assert proc.returncode == 0, text[-3000:]
+    assert "LW1 boot t=" in text and "board=esp32 heap=154000" in text  # the boot record, printed
+    summary = text[text.index("lowwater monitor: /dev/") :]
+    assert "boot record" in summary and "yes" in summary
+    assert "stopped" in summary and "after 3 s (time limit)" in summary
+    assert "still running" in summary
+    assert "unix-port heap bytes" in summary and "154,000 B" in summary
+    assert "boots 1" in text  # the live panel counted the boot
+    tail = raw[raw.index("lowwater monitor: /dev/") :]
+    assert "\x1b[31m" not in tail and "\x1b[1;31m" not in tail  # no red in the summary

@@ -725,8 +725,7 @@ class Summary:
             f = heap / board_heap
             out.update(scale="unix-port", factor=round(f, 3))
             out["text"] = (
-                f"unix-port heap bytes, not board bytes: {board}'s {board_heap:,} B heap is "
-                f"{heap:,} B on the {self.word_bits or 64}-bit unix port (x{f:.2f})"
+                f"unix-port heap bytes, not board bytes ({board}: {board_heap:,} B board heap = {heap:,} B here, x{f:.2f})"
             )
         elif board_heap and heap:
             out.update(scale="board", factor=1.0, text=f"board bytes ({board}: {board_heap:,} B heap)")

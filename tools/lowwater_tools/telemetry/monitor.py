@@ -140,6 +140,7 @@ class _SoftReset:
         self.timeout = timeout
         self.tail = b""
         self.done = False
+        self.failed = False
 
     def start(self, ser, view) -> None:
         if not self._write(ser, view, b"\r\x03\x03"):
@@ -155,7 +156,7 @@ class _SoftReset:
             if self._write(ser, view, b"\x04"):
                 self.done = True
         elif time.monotonic() > self.deadline:
-            self.done = True
+            self.done = self.failed = True
             view.note(f"no REPL prompt within {self.timeout:g} s: the board was not reset")
 
     def _write(self, ser, view, data: bytes) -> bool:
@@ -164,7 +165,7 @@ class _SoftReset:
             ser.flush()
             return True
         except (serial.SerialException, OSError) as e:
-            self.done = True
+            self.done = self.failed = True
             view.note(f"cannot reset the board: {e}")
             return False
 
@@ -203,6 +204,7 @@ def run(args) -> int:
                 return stop.count > 0 or (deadline is not None and time.monotonic() >= deadline)
 
             if reset is not None:
+                ses.hold = True  # the run being watched starts at the boot record
                 reset.start(ser, view)
             while not done():
                 try:
@@ -210,6 +212,8 @@ def run(args) -> int:
                     if not data:
                         if reset is not None:
                             reset.seen(ser, view, b"")
+                            if reset.failed:
+                                ses.hold = False
                         _wait_readable(ser, WAIT)
                         continue
                 except (serial.SerialException, OSError) as e:
@@ -229,6 +233,8 @@ def run(args) -> int:
                 ses.feed(data)
                 if reset is not None:
                     reset.seen(ser, view, data)
+                    if reset.failed:
+                        ses.hold = False
             ses.flush()
             if reason is None:
                 took = time.monotonic() - start

@@ -48,6 +48,10 @@ class Session:
             raise
         self.parser = Parser(on_noise=on_noise)
         self.series = plot_series
+        # While True (monitor --reset, until the board's `boot`), records go to the
+        # capture and CSV only: they are the previous run's last words (its `end`
+        # when Ctrl-C stopped it), not part of the run being watched.
+        self.hold = False
         self.view = view or LiveView(profile=profile, quiet=quiet, title=title, word_bits=word_bits)
 
     def feed(self, data: bytes, now: float | None = None) -> None:
@@ -68,6 +72,12 @@ class Session:
         host_time = time.time() if now is None else now
         for rec in recs:
             rec.host_time = host_time
+            if self.hold:
+                if rec.kind != "boot":
+                    if self.csvlog:
+                        self.csvlog.add(rec)
+                    continue
+                self.hold = False
             if self.series is not None:
                 self.series.add(rec)
             if self.csvlog:
