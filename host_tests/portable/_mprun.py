@@ -1,5 +1,6 @@
-# Runs one portable test inside the MicroPython unix port; driven by conftest.py.
-# usage: micropython _mprun.py MODULE TEST
+# Runs one portable test inside MicroPython (the 64-bit unix port or the 32-bit
+# runtime); driven by conftest.py, from the repository root, as a module:
+# usage: MICROPYPATH=host_tests/portable:lib:.frozen micropython -m _mprun MODULE TEST
 import sys
 
 import ptest
