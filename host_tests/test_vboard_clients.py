@@ -307,3 +307,38 @@ def test_stand_ins_say_what_they_cannot_do(vb):
     assert lines[3].startswith("sleep: virtual board: lightsleep() needs a time")
     assert lines[4].startswith("sleep: virtual board: deepsleep() needs a time")
     assert lines[5] == "slept"
+
+
+# ---- the relay's line-ending pass, however the pipe cuts the output ----------
+
+
+def test_cooking_is_the_same_for_any_cut_of_the_output():
+    import random
+
+    from lowwater_tools.vboard import relay
+
+    def frame(b: bytes) -> bytes:
+        return relay.RAW_PREFIX + b"%08x\x07" % len(b) + b
+
+    board = (
+        b"a\nb\r\nc\r"
+        + frame(b"\n\r\n\x1b]lowwater-raw;")
+        + b"\nd\x1b]0;title\x07\n\x1b[1m\n"
+        + frame(b"")
+        + frame(bytes(range(256)))
+        + b"e\n\x1b]lowwater-x\n"
+    )
+    want = (
+        b"a\r\nb\r\nc\r"
+        + b"\n\r\n\x1b]lowwater-raw;"
+        + b"\r\nd\x1b]0;title\x07\r\n\x1b[1m\r\n"
+        + bytes(range(256))
+        + b"e\r\n\x1b]lowwater-x\r\n"
+    )
+    rng = random.Random(14)
+    for _ in range(200):
+        c = relay._Child(None, None, None, None, "friendly", "power")
+        cuts = sorted(rng.sample(range(1, len(board)), rng.randint(0, 12)))
+        out = b"".join(relay._cook(c, board[i:j]) for i, j in zip([0, *cuts], [*cuts, len(board)]))
+        assert out == want, cuts
+        assert c.hold == b"" and c.raw_left == 0

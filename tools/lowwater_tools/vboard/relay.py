@@ -146,6 +146,56 @@ class _Child:
         self.cr = False
 
 
+def _cook(c: _Child, data: bytes) -> bytes:
+    """The board's output as a board's REPL sends it: text with \\r\\n line ends,
+    sys.stdout.buffer frames (RAW_PREFIX + 8 hex digits + BEL, then that many bytes)
+    unchanged and without their header. State between reads lives in `c`."""
+    buf = c.hold + data if c.hold else data
+    c.hold = b""
+    out = bytearray()
+    i, n = 0, len(buf)
+    while i < n:
+        if c.raw_left:
+            k = min(c.raw_left, n - i)
+            out += buf[i : i + k]
+            c.raw_left -= k
+            i += k
+            c.cr = False
+            continue
+        j = buf.find(b"\x1b", i)
+        out += _crlf(c, buf[i : n if j < 0 else j])
+        if j < 0:
+            break
+        head = buf[j : j + _RAW_HEADER]
+        if len(head) < _RAW_HEADER and RAW_PREFIX.startswith(head[: len(RAW_PREFIX)]):
+            # Maybe a header cut by the read: wait for the rest (the board writes a
+            # header with one write, so the rest is already in the pipe).
+            c.hold = bytes(head)
+            break
+        if head.startswith(RAW_PREFIX) and head[-1:] == b"\x07":
+            try:
+                c.raw_left = int(head[len(RAW_PREFIX) : -1], 16)
+                i = j + _RAW_HEADER
+                continue
+            except ValueError:
+                pass
+        out += b"\x1b"
+        c.cr = False
+        i = j + 1
+    return bytes(out)
+
+
+def _crlf(c: _Child, text: bytes) -> bytes:
+    # A lone \n becomes \r\n; a \r\n the port already sends (pyexec's own lines) stays.
+    if not text:
+        return b""
+    lead = b""
+    if c.cr and text[:1] == b"\n":
+        lead, text = b"\n", text[1:]
+    c.cr = text[-1:] == b"\r" if text else False
+    return lead + text.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+
+
 class VirtualBoard:
     """A board profile's MicroPython on a pty, its flash a littlefs image.
 
@@ -409,7 +459,7 @@ class VirtualBoard:
             self._from_board(c, data)
         if c.hold:  # an unfinished frame header: it was text after all
             hold, c.hold = c.hold, b""
-            self._emit(self._crlf(c, hold))
+            self._emit(_crlf(c, hold))
 
     def _fail(self, msg: str) -> None:
         self.error = msg
@@ -556,7 +606,7 @@ class VirtualBoard:
     # ---- data paths -------------------------------------------------------
 
     def _from_board(self, c: _Child, data: bytes) -> None:
-        data = self._cook(c, data)
+        data = _cook(c, data)
         if not data:
             return
         if c.filter is not None:
@@ -565,55 +615,6 @@ class VirtualBoard:
                 return
         self._track_mode(c, data)
         self._emit(data)
-
-    def _cook(self, c: _Child, data: bytes) -> bytes:
-        """The board's output as a board's REPL sends it: text with \r\n line ends,
-        sys.stdout.buffer frames (RAW_PREFIX + 8 hex digits + BEL, then that many bytes)
-        unchanged and without their header."""
-        buf = c.hold + data if c.hold else data
-        c.hold = b""
-        out = bytearray()
-        i, n = 0, len(buf)
-        while i < n:
-            if c.raw_left:
-                k = min(c.raw_left, n - i)
-                out += buf[i : i + k]
-                c.raw_left -= k
-                i += k
-                c.cr = False
-                continue
-            j = buf.find(b"\x1b]", i)
-            out += self._crlf(c, buf[i : n if j < 0 else j])
-            if j < 0:
-                break
-            head = buf[j : j + _RAW_HEADER]
-            if len(head) < _RAW_HEADER and RAW_PREFIX.startswith(head[: len(RAW_PREFIX)]):
-                # Maybe a header cut by the read: wait for the rest (the board writes a
-                # header in one write, so it is already in the pipe).
-                c.hold = bytes(buf[j:])
-                break
-            if head.startswith(RAW_PREFIX) and head[-1:] == b"\x07":
-                try:
-                    c.raw_left = int(head[len(RAW_PREFIX) : -1], 16)
-                    i = j + _RAW_HEADER
-                    continue
-                except ValueError:
-                    pass
-            out += b"\x1b"
-            c.cr = False
-            i = j + 1
-        return bytes(out)
-
-    @staticmethod
-    def _crlf(c: _Child, text: bytes) -> bytes:
-        # A lone \n becomes \r\n; \r\n the port already sends (pyexec's own lines) stays.
-        if not text:
-            return b""
-        lead = b""
-        if c.cr and text[:1] == b"\n":
-            lead, text = b"\n", text[1:]
-        c.cr = text[-1:] == b"\r" if text else False
-        return lead + text.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
 
     def _filter(self, c: _Child, data: bytes) -> bytes:
         buf = c.scan + data
