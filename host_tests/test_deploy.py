@@ -340,3 +340,31 @@ def test_killing_deploy_leaves_no_mpremote_running(stuck, sig):
         if proc.poll() is None:
             proc.kill()
             proc.wait(5)
+
+
+def test_a_non_utf8_name_on_the_board_is_removed_and_later_deploys_work(vb):
+    deploy.deploy(vb.port, out=_Quiet(), reset=False)
+    # MicroPython's str listing of such a folder raises UnicodeError: every deploy failed.
+    mpr(
+        vb,
+        "exec",
+        "import os\nos.mkdir(b'/lib/lowwater/d\\xfe')\n"
+        "for p in (b'/lib/lowwater/bad\\xff.py', b'/lib/lowwater/d\\xfe/x.py'):\n"
+        " f = open(p, 'w'); f.write('x'); f.close()",
+    )
+    r = cli("deploy", "--port", vb.port, "--no-reset", "--dry-run")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "would remove :/lib/lowwater/bad\\xff.py" in r.stdout and "2 to remove" not in r.stdout
+    r = cli("deploy", "--port", vb.port, "--no-reset")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "deployed 0 files" in r.stdout and "3 removed" in r.stdout, r.stdout
+    r = cli("deploy", "--port", vb.port, "--no-reset")
+    assert r.returncode == 0 and "0 removed" in r.stdout, r.stdout + r.stderr
+    assert (
+        mpr(
+            vb,
+            "exec",
+            "import os\nprint(sorted(os.listdir(b'/lib/lowwater'))[:0], len([n for n in os.listdir(b'/lib/lowwater') if b'\\xfe' in n or b'\\xff' in n]))",
+        )
+        == "[] 0\n"
+    )

@@ -56,6 +56,7 @@ class Plan:
     mkdir: list[str] = field(default_factory=list)
     board_mpy: int | None = None
     notes: list[str] = field(default_factory=list)  # entries of the tree left out, one line each
+    remove_raw: list[bytes] = field(default_factory=list)  # stale non-UTF-8 paths (dirs end in /)
 
 
 @dataclass
@@ -187,16 +188,15 @@ def lw_h(p):
 def lw_x(p):
     return hexlify(p if isinstance(p, bytes) else p.encode()).decode()
 def lw_w(d, depth):
+    # bytes paths: a name that is not UTF-8 cannot raise UnicodeError here
     try:
         es = list(os.ilistdir(d))
     except OSError:
         return
     print('LW:D', lw_x(d))
     for e in es:
-        if not isinstance(e[0], str):  # a bytes name: passed on for the host to judge
-            print('LW:F', lw_x(d.encode() + b'/' + e[0]), '-')
-            continue
-        p = d + '/' + e[0]
+        n = e[0]
+        p = d + b'/' + (n if isinstance(n, bytes) else n.encode())
         if e[1] & 0x4000:
             if depth < 16:
                 lw_w(p, depth + 1)
@@ -210,10 +210,21 @@ for d in %(dirs)r:
         pass
 for p in %(files)r:
     lw_h(p)
-lw_w(%(stale)r, 0)
+lw_w(%(stale)r.encode(), 0)
 print('LW:end')
 """
 
+
+_REMOVE_RAW = """\
+import os
+from binascii import unhexlify
+for h in %(paths)r:
+    p = unhexlify(h)
+    if p.endswith(b'/'):
+        os.rmdir(p[:-1])
+    else:
+        os.remove(p)
+"""
 
 OUTPUT_LIMIT = 4 << 20  # bytes a board tool may print before it is stopped (a board can talk forever)
 
@@ -466,6 +477,7 @@ def _parse(out: str) -> tuple[int | None, dict[str, str], set[str]]:
     Names come hex-encoded (spaces and any byte survive); whatever the board says
     is checked: a name that is not a plain absolute path is refused (_board_path)."""
     mpy, hashes, dirs, ended = None, {}, set(), False
+    raw: set[bytes] = set()  # non-UTF-8 paths (files, and dirs with a trailing /)
     for line in out.splitlines():
         parts = line.strip().split(" ")
         if parts[0] == "LW:mpy" and len(parts) == 2:
@@ -477,33 +489,42 @@ def _parse(out: str) -> tuple[int | None, dict[str, str], set[str]]:
                 ) from None
             if not 0 <= mpy < 2**16:
                 raise UserError(f"the board answered the deploy query with a bad .mpy version {mpy}")
-        elif parts[0] == "LW:F" and len(parts) == 3:
-            hashes[_board_path(parts[1])] = parts[2]
-        elif parts[0] == "LW:D" and len(parts) == 2:
-            dirs.add(_board_path(parts[1]))
+        elif parts[0] in ("LW:F", "LW:D") and len(parts) == 3 - (parts[0] == "LW:D"):
+            path = _board_path(parts[1])
+            if isinstance(path, bytes):
+                raw.add(path + b"/" if parts[0] == "LW:D" else path)
+            elif parts[0] == "LW:F":
+                hashes[path] = parts[2]
+            else:
+                dirs.add(path)
         elif parts[0] == "LW:end":
             ended = True
     if mpy is None or not ended:
         raise UserError("the board did not answer the deploy query (no MicroPython?)")
-    return mpy, hashes, dirs
+    return mpy, hashes, dirs, raw
 
 
-def _board_path(hexname: str) -> str:
-    """A path the board listed, hex-decoded; UserError unless it is a plain absolute
-    path (UTF-8, no control characters, no empty, `.` or `..` parts)."""
+def _board_path(hexname: str) -> str | bytes:
+    """A path the board listed, hex-decoded: a str, or the bytes when the name is not
+    UTF-8 (a file a board can hold; deploy removes it by its bytes when stale).
+    UserError unless it is a plain absolute path (no control characters, no empty,
+    `.` or `..` parts): a board that lists such a name is lying about its files."""
     try:
-        path = bytes.fromhex(hexname).decode("utf-8")
+        raw = bytes.fromhex(hexname)
     except ValueError:
-        raise UserError(f"the board listed a name that is not UTF-8 (hex {hexname[:60]}): refused") from None
-    parts = path.split("/")
+        raise UserError(f"the board answered the deploy query with a malformed name {hexname[:60]!r}") from None
+    parts = raw.split(b"/")
     if (
-        len(path) > 1024
-        or not path.startswith("/")
-        or any(ord(c) < 32 or ord(c) == 127 for c in path)
-        or any(p in ("", ".", "..") for p in parts[1:])
+        len(raw) > 1024
+        or not raw.startswith(b"/")
+        or any(b < 32 or b == 127 for b in raw)
+        or any(p in (b"", b".", b"..") for p in parts[1:])
     ):
-        raise UserError(f"the board listed an unsafe name {path[:80]!r}: refused, nothing changed")
-    return path
+        raise UserError(f"the board listed an unsafe name {raw[:80]!r}: refused, nothing changed")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return raw
 
 
 def plan(
@@ -535,7 +556,7 @@ def plan(
         _QUERY % {"dirs": dirs, "files": [n for n in names if not n.startswith(STALE_ROOT + "/")], "stale": STALE_ROOT},
         reset_first,
     )
-    board_mpy, hashes, have_dirs = _parse(out)
+    board_mpy, hashes, have_dirs, raw = _parse(out)
     notes: list[str] = []
     items = deploy_set(board, mpy_args_for(board_mpy) if mpy else None, notes)
     p = Plan(items, _dirs(items), board_mpy=board_mpy, notes=notes)
@@ -548,6 +569,10 @@ def plan(
         (d for d in have_dirs if d.startswith(STALE_ROOT + "/") and d not in p.dirs), key=lambda d: -d.count("/")
     )
     p.remove = stale_files + [d + "/" for d in stale_dirs]
+    # Names that are not UTF-8 (no tool can pass them on a command line): removed
+    # by their bytes when stale, files first, then folders deepest first.
+    stale = STALE_ROOT.encode() + b"/"
+    p.remove_raw = sorted((r for r in raw if r.startswith(stale)), key=lambda r: (r.endswith(b"/"), -r.count(b"/"), r))
     return p, drv
 
 
@@ -578,6 +603,8 @@ def deploy(
         return res
     say.start(p)
     drv.apply(p, say.file)
+    if p.remove_raw:
+        drv.exec(_REMOVE_RAW % {"paths": [r.hex() for r in p.remove_raw]}, False)
     if reset:
         soft_reset(port, timeout=min(timeout, 15.0))
         res.reset = True
@@ -604,7 +631,10 @@ class _Reporter:
             self._p(f"would copy {_rel(it.source)} -> :{it.remote} ({it.size} B)")
         for r in p.remove:
             self._p(f"would remove :{r.rstrip('/')}")
-        self._p(f"dry run: {len(p.copy)} to copy, {len(p.unchanged)} unchanged, {len(p.remove)} to remove")
+        for b in p.remove_raw:
+            self._p(f"would remove :{b.rstrip(b'/').decode('utf-8', 'backslashreplace')}")
+        n = len(p.remove) + len(p.remove_raw)
+        self._p(f"dry run: {len(p.copy)} to copy, {len(p.unchanged)} unchanged, {n} to remove")
 
     def start(self, p: Plan) -> None:
         self.total = len(p.copy)
@@ -636,7 +666,8 @@ class _Reporter:
         p = res.plan
         self._p(
             f"deployed {len(p.copy)} files ({sum(i.size for i in p.copy)} B), {len(p.unchanged)} unchanged, "
-            f"{len(p.remove)} removed in {res.seconds:.1f} s" + ("; soft reset" if res.reset else "")
+            f"{len(p.remove) + len(p.remove_raw)} removed in {res.seconds:.1f} s"
+            + ("; soft reset" if res.reset else "")
         )
 
 
