@@ -342,3 +342,13 @@ def test_cooking_is_the_same_for_any_cut_of_the_output():
         out = b"".join(relay._cook(c, board[i:j]) for i, j in zip([0, *cuts], [*cuts, len(board)]))
         assert out == want, cuts
         assert c.hold == b"" and c.raw_left == 0
+
+
+def test_text_ending_like_a_frame_header_is_not_held_back(raw):
+    # ESC ] l... is how a raw frame starts; text that stops there still arrives
+    # while the board waits (here for a byte from us) with nothing more to send.
+    raw.send(b"import sys\nsys.stdout.write('x\\x1b]lowwater-r')\nsys.stdin.read(1)\nprint('y')\x04")
+    raw.until(b"OK")
+    assert raw.until(b"x\x1b]lowwater-r") == b"x\x1b]lowwater-r"
+    raw.send(b"k")
+    assert raw.until(b"\x04>") == b"y\r\n\x04\x04>"

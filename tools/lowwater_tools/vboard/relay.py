@@ -66,6 +66,7 @@ _SIGINT_GAP = 0.25  # s: a second SIGINT this soon could kill the unix port (it 
 # (test_vboard.py checks it to within 1.5 KiB).
 BOOT_RESERVE = 16384
 _INTR_WAIT = 0.5  # s: a Ctrl-C waits at most this long for code to start (or a prompt)
+_HOLD_MAX = 0.02  # s: output that looks like the start of a raw frame header waits at most this long
 _FREQ = {"esp32": 240_000_000, "rp2040": 125_000_000, "unix": 100_000_000}
 
 _live: set = set()
@@ -143,6 +144,7 @@ class _Child:
         # header, whether the last text byte was \r
         self.raw_left = 0
         self.hold = b""
+        self.hold_since = 0.0
         self.cr = False
 
 
@@ -169,8 +171,10 @@ def _cook(c: _Child, data: bytes) -> bytes:
         head = buf[j : j + _RAW_HEADER]
         if len(head) < _RAW_HEADER and RAW_PREFIX.startswith(head[: len(RAW_PREFIX)]):
             # Maybe a header cut by the read: wait for the rest (the board writes a
-            # header with one write, so the rest is already in the pipe).
+            # header with one write, so the rest is already in the pipe; text that
+            # merely ends like one goes out after _HOLD_MAX).
             c.hold = bytes(head)
+            c.hold_since = time.monotonic()
             break
         if head.startswith(RAW_PREFIX) and head[-1:] == b"\x07":
             try:
@@ -514,6 +518,8 @@ class VirtualBoard:
             wait = min(wait, 0.1)
         if c is not None and not c.booted:
             wait = min(wait, 0.1)
+        if c is not None and c.hold:
+            wait = min(wait, _HOLD_MAX)
         if self._held:
             wait = min(wait, 0.005)
         r, w, _ = select.select(rl, wl, [], wait)
@@ -602,6 +608,10 @@ class VirtualBoard:
             self._kill_child(c)
             self._child = None
             self._fail("boot failed" if c.failed else f"no boot within {self.timeout:g} s")
+            return
+        if c.hold and now - c.hold_since >= _HOLD_MAX:
+            hold, c.hold = c.hold, b""  # not a frame header after all: text
+            self._emit(_crlf(c, hold))
 
     # ---- data paths -------------------------------------------------------
 
