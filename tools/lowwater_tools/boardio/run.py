@@ -23,6 +23,7 @@ from lowwater_tools import args as targs, boards
 from lowwater_tools.errors import UserError
 from lowwater_tools.paths import FIRMWARE, LIB, micropython_exe
 from lowwater_tools.telemetry.live import StopSignals, render_summary
+from lowwater_tools.telemetry.report import LeakFit, leak
 from lowwater_tools.telemetry.session import Session
 
 HELP = "run the firmware on the MicroPython unix port with a board-shaped heap, telemetry live"
@@ -59,6 +60,7 @@ def add_arguments(p):
         "--csv", type=targs.output_file, metavar="FILE", help="save the parsed records as CSV (flushed per record)"
     )
     p.add_argument("--quiet", action="store_true", help="no live view or record lines: only the summary")
+    p.add_argument("--fail-on", type=targs.fail_on(), default=(), metavar="LIST", help=targs.fail_on_help())
     # For tests and firmware development: another main script, a shorter grace period.
     p.add_argument("--main", default=None, help=argparse.SUPPRESS)
     p.add_argument("--stop-timeout", type=targs.seconds, default=STOP_TIMEOUT, help=argparse.SUPPRESS)
@@ -91,6 +93,7 @@ def run(args) -> int:
     env = firmware_env(ppath, args.chunks)
 
     noise = collections.deque(maxlen=40)  # last lines that were not records (tracebacks)
+    fit = LeakFit() if "leak" in args.fail_on else None
     ses = Session(
         capture=args.capture,
         csv=args.csv,
@@ -99,6 +102,7 @@ def run(args) -> int:
         title="lowwater run",
         word_bits=64,  # the unix port's bytes: the profile's budget scaled as the firmware scales it
         on_noise=lambda line: noise.append(line.rstrip(b"\r").decode("utf-8", "replace")),
+        plot_series=fit,  # every record also goes to the leak fit (bounded memory) for --fail-on leak
     )
     view = ses.view
     killed = False
@@ -122,7 +126,15 @@ def run(args) -> int:
 
     result = view.summary.result()
     render_summary(result, console=view.console, plain=view.plain, title=f"lowwater run: {prof['name']}")
-    return _verdict(proc.returncode, result, noise, killed, heap, args.stop_timeout)
+    status = _verdict(proc.returncode, result, noise, killed, heap, args.stop_timeout)
+    if args.fail_on:
+        failed = targs.failed_conditions(
+            dict(result, leak=leak(fit, check_every=prof.get("check_every")) if fit else None), args.fail_on
+        )
+        if failed:
+            print(f"lowwater: --fail-on: {'; '.join(failed)}", file=sys.stderr)
+            return status or targs.FAIL_STATUS
+    return status
 
 
 def _pump(proc, ses, stop, args):
