@@ -125,8 +125,14 @@ class Budget:
         self.source = source if source is not None else default_source(heap)
         self.telemetry = telemetry
         # Heap total of the source, when it tells (GcSource): alloc = total - free.
-        tot = getattr(self.source, "total", None)
-        self._total = tot() if tot is not None else None
+        # A source that knows its total (GcSource) also gets its first collected
+        # reading here, at start: the baseline the periodic checks compare with.
+        self._base = None  # free bytes right after the last collection
+        self._total = None
+        if getattr(self.source, "total", None) is not None:
+            self.source.collect()
+            self._base = self.source.free()
+            self._total = self.source.total()
         if walk_every is None:
             walk_every = max(1, self._total // (_WALK_BLOCKS * _BLOCK)) if self._total else 1
         _positive(walk_every, "walk_every")
@@ -143,7 +149,6 @@ class Budget:
         self._left = check_every  # ticks until the next periodic point
         self._walk = walk_every  # periodic points until the next measurement
         self._ticked = 0  # ticks already counted into checks
-        self._base = None  # free bytes right after the last collection
         self._n_ok = 0
         self._n_warn = 0
         self._n_crit = 0

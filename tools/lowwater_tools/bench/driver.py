@@ -16,6 +16,7 @@ import math
 import os
 import platform
 import select
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -48,6 +49,7 @@ SETTINGS = {
         "gc": {"samples": 200, "gap": 16},
         "pool": {"ops_ff": 50, "ops_pool": 2000, "reps_factor": 2},
         "cold": {"reps_div": 2},
+        "cg": {"n": 4096, "warm": 512},
     },
     "quick": {
         "reps": 3,
@@ -56,6 +58,7 @@ SETTINGS = {
         "gc": {"samples": 20, "gap": 4},
         "pool": {"ops_ff": 10, "ops_pool": 200, "reps_factor": 1},
         "cold": {"reps_div": 1},
+        "cg": {"n": 4096, "warm": 512},
     },
 }
 
@@ -64,6 +67,10 @@ GOAL_VIPER_256 = 0.40
 GOAL_VIPER_64 = 0.25
 GOAL_TWIN_256 = 0.20
 GOAL_BUDGET = 1.03  # monitored / unmonitored loop time
+GOAL_BUDGET_PCT = 3.0  # monitor overhead in instructions (issue 12)
+GOAL_STEP = 1.6  # Firmware.step / minimal loop, instructions (issue 12)
+CG_HEAPS = (131072, 524288, 2097152)  # the budget overhead's heaps
+CG_WARN_FREE = 16384  # mp_cg.py: levels stay OK on a 128 KiB heap after its imports
 
 # ByteRing / ChunkRing operations measured one call at a time (mp_rings.per_op)
 OPS = {
@@ -170,6 +177,37 @@ def run_mp(script: str, cfg: dict, heap: int, timeout: float, path=(), env_lib=N
     env = dict(os.environ)
     env["MICROPYPATH"] = ":".join(str(p) for p in [HERE, *path, env_lib or LIB]) + ":.frozen"
     return _run([micropython_exe(), "-X", f"heapsize={heap}"], env, script, cfg, timeout, "")
+
+
+def _cg_run(cfg: dict, heap: int, timeout: float, lib=None) -> int:
+    """Total instructions of one mp_cg.py case under callgrind."""
+    from .. import launch
+
+    with _CfgFile(cfg) as cfg_path, tempfile.TemporaryDirectory(prefix="lowwater-cg-") as tmp:
+        cmd = [
+            "valgrind",
+            "--tool=callgrind",
+            f"--callgrind-out-file={tmp}/cg.out",
+            *launch.command([str(HERE / "mp_cg.py"), cfg_path], heap),
+        ]
+        env = launch.env([HERE], lib=lib or LIB, extra={"PYTHONHASHSEED": "0"})
+        try:
+            p = subprocess.run(
+                cmd,
+                env=env,
+                cwd=ROOT,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                timeout=timeout,
+            )
+        except subprocess.TimeoutExpired:
+            raise UserError(f"callgrind case {cfg['case']} timed out after {timeout:.0f} s") from None
+    err = p.stderr.decode("utf-8", "replace")
+    for line in err.splitlines():
+        if "I   refs:" in line or "I refs:" in line:
+            return int(line.split(":")[1].strip().replace(",", ""))
+    raise UserError(f"callgrind case {cfg['case']} failed (exit {p.returncode}):\n{err[-2000:]}")
 
 
 def run_cpython(script: str, cfg: dict, timeout: float) -> dict:
@@ -420,6 +458,87 @@ class Bench:
         )
         r["overhead_pct"] = (st["median"] - 1) * 100
 
+    def callgrind(self):
+        """Instruction counts (valgrind --tool=callgrind; repeatable on a noisy
+        machine): per chunk = (run with n chunks - run with 0) / n. lib/ as
+        .mpy, as a board runs it (compiling the sources would not fit 128 KiB)."""
+        if shutil.which("valgrind") is None:
+            raise UserError("valgrind not found: run `make sysdeps` (it installs it)")
+        with tempfile.TemporaryDirectory(prefix="lowwater-bench-mpy-") as tmp:
+            self._callgrind(build_mpy(mp_version()[1], Path(tmp)))
+
+    def _callgrind(self, mpy):
+        q = self.s["cg"]
+        n, warm = q["n"], q["warm"]
+        section = (
+            "Instructions per chunk (callgrind), C-speed sensor (ReplaySensor: one slice copy per chunk), "
+            f"unix profile defaults but warn_free {CG_WARN_FREE} B (level OK), telemetry off, lib as .mpy"
+        )
+        self.raw["callgrind"] = {}
+
+        def per_chunk(case, k, heap):
+            key = f"{case}.{k}.{heap}"
+            cfg = {
+                "case": case,
+                "chunk": k,
+                "warm": warm,
+                "profile": str(self.profile_path),
+                "warn_free": CG_WARN_FREE,
+                "min_free": CG_WARN_FREE // 2,
+            }
+            a = _cg_run({**cfg, "n": n}, heap, self.timeout, mpy)
+            b = _cg_run({**cfg, "n": 0}, heap, self.timeout, mpy)
+            v = (a - b) / n
+            self.raw["callgrind"][key] = {"n": n, "ir_n": a, "ir_0": b, "per_chunk": v}
+            return v
+
+        self.log("callgrind: minimal loop vs firmware step")
+        for k in CHUNKS:
+            mini = per_chunk("minimal", k, self.heap)
+            step = per_chunk("step", k, self.heap)
+            self.row(
+                f"cg.step_ratio.{k}",
+                section,
+                f"Firmware.step / minimal loop, {k} B chunks",
+                step / mini,
+                "x",
+                detail=f"step {step / 1000:.1f}k, minimal {mini / 1000:.1f}k instructions per chunk",
+                goal=f"<= {GOAL_STEP:.1f}x",
+                met=step / mini <= GOAL_STEP,
+                lo=step / mini,
+                hi=step / mini,
+            )
+        self.log("callgrind: budget monitor overhead at three heaps")
+        for heap in CG_HEAPS:
+            on = per_chunk("step", 256, heap)
+            off = per_chunk("nomon", 256, heap)
+            pct = (on - off) / off * 100
+            self.row(
+                f"cg.budget.{heap}",
+                section,
+                f"budget monitor overhead, {heap // 1024} KiB heap, 256 B chunks (step / step with Budget.due a no-op)",
+                pct,
+                "%",
+                detail=f"{on / 1000:.2f}k vs {off / 1000:.2f}k instructions per chunk, over {n} chunks",
+                goal=f"<= {GOAL_BUDGET_PCT:.0f}%",
+                met=pct <= GOAL_BUDGET_PCT,
+                lo=pct,
+                hi=pct,
+            )
+        self.log("callgrind: tutorial loop vs firmware step")
+        tut = per_chunk("tutorial", 256, self.heap)
+        step = self.raw["callgrind"][f"step.256.{self.heap}"]["per_chunk"]
+        self.row(
+            "cg.tutorial",
+            section,
+            "tutorial loop (bytes per read, built-ins, mem_free printed, dict of results) / Firmware.step, 256 B",
+            tut / step,
+            "x",
+            detail=f"tutorial {tut / 1000:.1f}k, step {step / 1000:.1f}k instructions per chunk",
+            lo=tut / step,
+            hi=tut / step,
+        )
+
     def gc_pauses(self):
         section = "gc.collect() pause in the firmware's steady state, per board-shaped unix heap"
         self.raw["gc"] = {}
@@ -626,6 +745,7 @@ class Bench:
     def run(self) -> dict:
         t0 = time.time()
         self.rings()
+        self.callgrind()
         self.loop()
         self.gc_pauses()
         self.pools()
@@ -666,6 +786,8 @@ def _fmt_value(r) -> str:
         return f"{v:.1f} ms"
     if u == "us":
         return f"{v:g} us"
+    if u == "%":
+        return f"{v:+.2f} %"
     return f"{v}"
 
 
