@@ -26,6 +26,7 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
+from .. import args as targs
 from ..errors import UserError
 from ..telemetry.live import LEVEL_STYLE, StopSignals
 from .state import DEFAULT_MAX_BOARDS, Fleet
@@ -57,18 +58,32 @@ CSV_COLUMNS = (
 def add_arguments(p):
     p.add_argument("--broker", metavar="HOST:PORT", help="MQTT broker (default port 1883)")
     p.add_argument("--prefix", default="lowwater", help="topic prefix (default: lowwater)")
-    p.add_argument("--csv", metavar="FILE", help="append the table to FILE every interval")
+    p.add_argument("--csv", type=targs.output_file, metavar="FILE", help="append the table to FILE every interval")
     p.add_argument(
         "--capture", metavar="FILE", help="raw per-board captures: FILE with {board} replaced, or NAME.<board>.EXT"
     )
     p.add_argument("--prometheus", metavar="[HOST:]PORT", help="serve /metrics for Prometheus (host 127.0.0.1)")
-    p.add_argument("--duration", type=float, metavar="S", help="stop after S seconds (default: until Ctrl-C)")
-    p.add_argument("--interval", type=float, default=1.0, metavar="S", help="table refresh (default 1 s)")
     p.add_argument(
-        "--max-boards", type=int, default=DEFAULT_MAX_BOARDS, metavar="N", help="boards tracked at most (memory bound)"
+        "--duration",
+        type=targs.number(0, targs.MAX_SECONDS, "a number of seconds"),
+        metavar="S",
+        help="stop after S seconds (default: until Ctrl-C)",
+    )
+    p.add_argument("--interval", type=targs.seconds, default=1.0, metavar="S", help="table refresh (default 1 s)")
+    p.add_argument(
+        "--max-boards",
+        type=targs.count(1, 1_000_000),
+        default=DEFAULT_MAX_BOARDS,
+        metavar="N",
+        help="boards tracked at most (memory bound)",
     )
     p.add_argument("--share", metavar="GROUP", help="subscribe as $share/GROUP (split the boards across processes)")
-    p.add_argument("--demo", type=int, metavar="N", help="start a local Mosquitto and N virtual boards first")
+    p.add_argument(
+        "--demo",
+        type=targs.count(1, 500, "a number of boards"),
+        metavar="N",
+        help="start a local Mosquitto and N virtual boards first",
+    )
     p.add_argument("--quiet", action="store_true", help="no table (with --prometheus/--csv/--capture)")
     p.add_argument("--client-id", default=None, help=argparse.SUPPRESS)
 
@@ -228,7 +243,9 @@ class Subscriber:
         self.client.loop_start()
         if not self.connected.wait(timeout):
             self.stop()
-            raise UserError(f"broker {self.host}:{self.port}: no CONNACK within {timeout:g} s ({self.error or 'timeout'})")
+            raise UserError(
+                f"broker {self.host}:{self.port}: no CONNACK within {timeout:g} s ({self.error or 'timeout'})"
+            )
 
     def stop(self) -> None:
         try:
@@ -370,7 +387,9 @@ def run(args) -> int:
 
                 server = serve(fleet, args.prometheus)
                 started.append(server.shutdown)
-                err.print(f"lowwater fleet: metrics on http://{server.server_address[0]}:{server.server_address[1]}/metrics")
+                err.print(
+                    f"lowwater fleet: metrics on http://{server.server_address[0]}:{server.server_address[1]}/metrics"
+                )
             _loop(args, fleet, stop, console, table, captures, f"lowwater fleet: {host}:{port}")
     finally:
         for fn in reversed(started):
