@@ -15,12 +15,20 @@ def names() -> list[str]:
 
 
 def profile_path(board: str) -> Path:
-    p = Path(board)
-    if p.suffix == ".json" and p.exists():
-        return p
-    path = BOARDS / f"{board}.json"
-    if not path.exists():
-        raise UserError(f"unknown board {board!r}; known boards: {', '.join(names())}")
+    """The profile file of a board name (boards/NAME.json) or a .json path.
+    UserError for anything else, whatever the text (NUL, a huge or non-UTF-8 name)."""
+    shown = repr(board if len(board) <= 60 else board[:57] + "...")
+    try:
+        p = Path(board)
+        if p.suffix == ".json" and p.exists():
+            return p
+        path = BOARDS / f"{board}.json"
+        if not board or "/" in board or not path.exists():
+            raise UserError(f"unknown board {shown}; known boards: {', '.join(names())}")
+    except (OSError, ValueError) as e:  # ENAMETOOLONG, embedded NUL, ...
+        raise UserError(
+            f"unknown board {shown}; known boards: {', '.join(names())} ({getattr(e, 'strerror', None) or e})"
+        ) from None
     return path
 
 
@@ -31,6 +39,8 @@ def load(board: str) -> dict:
         return config.load(str(profile_path(board)))
     except config.ProfileError as e:
         raise UserError(str(e)) from None
+    except (RecursionError, UnicodeError, MemoryError) as e:  # config.load should catch these: a last guard
+        raise UserError(f"board profile: {board} cannot be read ({type(e).__name__})") from None
 
 
 def unix_heap(profile: dict) -> int:
