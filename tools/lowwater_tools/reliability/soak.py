@@ -38,6 +38,7 @@ from lowwater_tools.telemetry.lw1 import Parser, Record, Summary, percentile
 import sys
 
 app = device_module("app")
+window = device_module("window")
 
 # Power-loss run defaults: small log files so that rotation (and deletion of the
 # oldest file) happens under 200 kills while most acknowledged records stay
@@ -71,17 +72,13 @@ def _percentiles(values: list) -> dict:
 
 def check_window_record(seq: int, data: bytes) -> str | None:
     """Why this flash-log payload is not the firmware's window record `seq`
-    (lowwater.app: format in docs/reliability.md), or None when it is."""
-    if len(data) != app.WINDOW_RECORD:
-        return f"length {len(data)}"
-    if data[0] != 0x57 or data[1] != 1:
-        return "kind/version"
-    if int.from_bytes(data[4:8], "little") != seq:
-        return f"payload seq {int.from_bytes(data[4:8], 'little')}"
-    if int.from_bytes(data[2:4], "little") != app.window_tag(seq):
-        return "tag"
-    produced, processed, dropped = (int.from_bytes(data[i : i + 4], "little") for i in (8, 12, 16))
-    lo, hi, mean = (int.from_bytes(data[i : i + 2], "little") for i in (24, 26, 28))
+    (lowwater.window: format in docs/reliability.md), or None when it is."""
+    try:
+        rseq, produced, processed, dropped, _errors, lo, hi, mean = window.unpack(data)
+    except ValueError as e:
+        return str(e)
+    if rseq != seq:
+        return f"payload seq {rseq}"
     if processed + dropped > produced:
         return "accounting"
     if not (lo <= mean <= hi or (lo == hi == mean == 0)):
