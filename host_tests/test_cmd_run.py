@@ -312,3 +312,55 @@ def test_summary_rows_and_rendering():
     buf = io.StringIO()
     render_summary(result, console=Console(file=buf), plain=True, title="t")
     assert buf.getvalue().splitlines()[:2] == ["--- t", "board: unix (lowwater 0.1.0)"]
+
+
+def test_sparkline_one_scale_and_budget_colours():
+    from lowwater_tools.telemetry.live import sparkline
+
+    t = sparkline([100, 150, 200, None, 100], 100, 200, warn=120, minimum=105)
+    assert t.plain == "▁▄█ ▁"
+    styles = [str(span.style) for span in t.spans]
+    assert styles[0] == "bold red" and styles[1] == "green"  # 100 < min: critical; 150: ok
+
+
+def test_live_history_cells_over_the_last_minutes():
+    from lowwater_tools.telemetry.live import History
+
+    now = [0.0]
+    h = History(step=5, cells=4, clock=lambda: now[0])
+    for t, free, lw in [(0, 900, 900), (1, 800, 800), (6, 950, 800), (16, 700, 700)]:
+        now[0] = t
+        h.add(free, lw)
+    (flabel, free), (llabel, lw) = h.rows()
+    assert (flabel, llabel) == ("free, history", "low-water, history")
+    # cells: [0,5) lowest 800, [5,10) 950, [10,15) nothing, [15,20) 700 — one scale 700..950
+    assert free.plain.startswith("▃█ ▁") and "700 B .. 950 B, last 0.3 min" in free.plain
+    assert lw.plain == "▃▃ ▁"
+    for t in range(20, 60, 5):  # only the last `cells` cells are kept
+        now[0] = t
+        h.add(500, 500)
+    assert len(h.cells) == 4
+
+
+def test_live_view_panel_has_units_and_history():
+    buf = io.StringIO()
+    console = Console(file=buf, force_terminal=True, width=120, color_system="standard")
+    recs, _ = parse_bytes(RUN)
+    with LiveView(console=console) as view:
+        for r in recs:
+            view.add(r)
+    text = ANSI.sub("", buf.getvalue())
+    assert "units" in text and "board bytes (unix: 131,072 B heap)" in text
+    assert "free, history" in text and "low-water, history" in text
+
+
+def test_run_summary_end_record_no_stays_red_but_monitor_stop_is_neutral():
+    result = Summary.of(parse_bytes(RUN.replace(b"LW1 end", b"LW1 xend"))[0])
+    rows = dict(summary_rows(result))
+    assert rows["end record"] == "no"
+    rows = dict(summary_rows(result, stopped="after 10 s (time limit)"))
+    assert rows["stopped"] == "after 10 s (time limit)"
+    assert rows["end record"] == "no (the board was still running)"
+    buf = io.StringIO()
+    render_summary(result, console=Console(file=buf, force_terminal=True, width=120), stopped="after 10 s (time limit)")
+    assert "\x1b[31m" not in buf.getvalue() and "\x1b[1;31m" not in buf.getvalue()

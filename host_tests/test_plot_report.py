@@ -252,3 +252,171 @@ def test_plot_and_report_a_real_make_run_capture(tmp_path, capsys):
     assert rep["chunks"] > 10_000 and rep["dropped"] == 0
     assert rep["low_water"] > rep["budget"]["warn"] > rep["budget"]["min"]
     assert rep["leak"]["verdict"] == "ok"
+
+
+# ------------------------------------------------ bounded memory, any input
+
+
+def _long_log(path: Path, checks: int, spike_at: int | None = None) -> Path:
+    """A long run: mem+stat per check, gc pauses ~90 us with rare 12 ms ones."""
+    with open(path, "w") as f:
+        f.write("LW1 boot t=0 board=unix heap=131072 warn=40960 min=20480 chunk=256 count=16 ver=0.1.0\n")
+        lw = 10**9
+        for n in range(1, checks + 1):
+            free = 60000 - (n % 97) * 8 - (50000 if n == spike_at else 0)
+            lw = min(lw, free)
+            gc = 12000 + n % 500 if n % 1000 == 0 else 85 + n % 11
+            f.write(f"LW1 mem t={n * 20} n={n} free={free} alloc={71000 - free} lw={lw} lvl=ok gc_us={gc}\n")
+            f.write(f"LW1 stat t={n * 20} chunks={n * 256} processed={n * 256} dropped=0 errors=0\n")
+    return path
+
+
+def _peak(fn) -> int:
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        fn()
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def test_report_and_plot_series_memory_does_not_grow_with_the_log(tmp_path, monkeypatch):
+    # Small caps so a few MB of log are "long"; the code paths are those of any size.
+    monkeypatch.setattr(cmd_report, "MAX_POINTS", 256)
+    monkeypatch.setattr(plot, "MAX_BUCKETS", 64)
+    from lowwater_tools.telemetry.lw1 import iter_log
+
+    small = _long_log(tmp_path / "s.log", 3000)
+    big = _long_log(tmp_path / "b.log", 12000)
+
+    def rep(p):
+        return lambda: cmd_report.build(iter_log(p))
+
+    def ser(p):
+        def go():
+            s = plot.Series()
+            for r in iter_log(p):
+                s.add(r)
+
+        return go
+
+    for make in (rep, ser):
+        p_small, p_big = _peak(make(small)), _peak(make(big))
+        # 4x the log, the same peak (a list of records would be ~4x)
+        assert p_big < p_small * 1.3 + 64 * 1024, (make.__name__, p_small, p_big)
+
+
+def test_thinned_leak_fit_keeps_the_verdict(monkeypatch):
+    monkeypatch.setattr(cmd_report, "MAX_POINTS", 64)
+    leaky = cmd_report.build(_recs(make_log(leak_per_chunk=1.0, checks=1000, events=False)))
+    assert leaky["leak"]["verdict"] == "leak" and 990 <= leaky["leak"]["slope"] <= 1010
+    assert leaky["leak"]["samples"] <= 64
+    tidy = cmd_report.build(_recs(make_log(checks=1000, events=False)))
+    assert tidy["leak"]["verdict"] == "ok"
+
+
+def test_decimated_series_keeps_one_record_spikes(tmp_path, monkeypatch):
+    monkeypatch.setattr(plot, "MAX_BUCKETS", 32)
+    s = plot.Series()
+    from lowwater_tools.telemetry.lw1 import iter_log
+
+    for r in iter_log(_long_log(tmp_path / "x.log", 5000, spike_at=3333)):
+        s.add(r)
+    pts = s.points()
+    assert len(s.buckets) <= 32 and len(pts["free"]) <= 64
+    assert min(v for _, v in pts["free"]) == 60000 - (3333 % 97) * 8 - 50000  # the one-record dip
+    assert max(p[2] for p in pts["gc"]) == max(12000 + n % 500 for n in range(1000, 5001, 1000))
+    assert s.summary.gc.median() in range(85, 96) and s.mems == 5000
+
+
+def _weird_inputs(d: Path) -> list[Path]:
+    big = "9" * 400
+    a = d / "bigint.log"
+    a.write_text(
+        f"LW1 boot t=0 board=unix heap={big} warn=40960 min=20480 chunk=256 count=16 ver=0.1.0\n"
+        f"LW1 mem t={big} n=1 free={big} alloc={big} lw=-{big} lvl=ok gc_us={big}\n"
+        "LW1 mem t=20 n=2 free=5000 alloc=100 lw=5000 lvl=ok gc_us=5\n"
+        f"LW1 stat t=20 chunks={big} processed=1 dropped={big} errors=0\n"
+    )
+    b = d / "weird.csv"
+    rows = [
+        "host_time,seq,kind,t,board,heap,warn,min,n,free,alloc,lw,lvl,gc_us,chunks,dropped",
+        "nan,0,boot,0,unix,131072,40960,20480,,,,,,,,",
+        "inf,1,mem,10,,,,,1,50000,1000,50000,ok,50,,",
+        "-inf,2,mem,20,,,,,2," + "7" * 4400 + ",1000,49000,ok,60,,",  # past Python's int() digit limit
+        "1.5,3,mem,30,,,,,3,49000," + "x" * (128 * 1024 + 10) + ",49000,ok,70,,",  # past csv's field limit
+        "2.5,4,boot,40,\udcff\udcfeboard,131072,40960,20480,,,,,,,,",  # a non-UTF-8 board name
+        "3.5,5,mem,50,,,,,4,48000,1000,48000,ok,80,,",
+        "1e400,6,stat,50,,,,,,,,,,,100,0",
+    ]
+    b.write_text("\n".join(rows) + "\n", encoding="utf-8", errors="surrogateescape")
+    c = d / "nonutf8.log"
+    c.write_bytes(b"LW1 boot t=0 board=\xff\xfe heap=1 warn=1 min=1\nLW1 mem t=1 n=1 free=10 lw=10 lvl=ok gc_us=1\n")
+    e = d / "one-line.log"  # a single 1 MiB line without a newline, then records
+    e.write_bytes(b"x" * (1 << 20) + b"\nLW1 mem t=1 n=1 free=10 lw=10 lvl=ok gc_us=1\n")
+    return [a, b, c, e]
+
+
+def test_values_the_parser_accepts_never_crash_report_or_plot(tmp_path, capsys):
+    for log in _weird_inputs(tmp_path):
+        for cmd in (["report", str(log)], ["report", str(log), "--json"], ["plot", str(log), "-o", str(log) + ".png"]):
+            assert cli.main(cmd) == 0, (cmd, capsys.readouterr().err)
+            out, err = capsys.readouterr()
+            assert "Traceback" not in err
+            if "--json" in cmd:
+                json.loads(out)
+    assert cli.main(["report", str(tmp_path / "weird.csv"), "--json"]) == 0
+    rep = json.loads(capsys.readouterr().out)
+    assert rep["low_water"] == 48000 and rep["records"] == 6  # the cells that are no LW1 value are left out
+
+
+def test_report_of_a_device_is_one_line_not_a_memory_error(capsys):
+    for cmd in (["report", "/dev/zero"], ["plot", "/dev/zero", "-o", "/dev/null.png"]):
+        assert cli.main(cmd) == 1
+        err = capsys.readouterr().err
+        assert err.startswith("lowwater: /dev/zero is a device, not a log file") and err.count("\n") == 1
+
+
+def test_report_fail_on(logs, capsys):
+    _, tidy, leaky = logs
+    assert cli.main(["report", str(tidy), "--fail-on", "leak"]) == 0
+    capsys.readouterr()
+    assert cli.main(["report", str(tidy), "--fail-on", "drops,errors"]) == 3
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("lowwater: --fail-on: drops (3 chunk(s) dropped)")
+    assert cli.main(["report", str(leaky), "--fail-on", "all", "--json"]) == 3
+    rep = json.loads(capsys.readouterr().out)
+    assert rep["failed"] and rep["failed"][0].startswith("leak")
+    with pytest.raises(SystemExit) as e:
+        cli.main(["report", str(tidy), "--fail-on", "nope"])
+    assert e.value.code == 1 and "unknown condition" in capsys.readouterr().err
+
+
+def test_report_help_says_fail_on_and_exit_status_3(capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["report", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "--fail-on" in text and "exit status 3" in text and "leak" in text and "drops" in text
+
+
+def test_report_says_the_units(logs, capsys):
+    d, tidy, _ = logs
+    assert cli.main(["report", str(tidy)]) == 0
+    assert capsys.readouterr().out.splitlines()[0] == "units: board bytes (unix: 131,072 B heap)"
+    esp = d / "esp.log"
+    esp.write_bytes(make_log().replace(b"board=unix heap=131072", b"board=esp32 heap=154000"))
+    assert cli.main(["report", str(esp), "--json"]) == 0
+    u = json.loads(capsys.readouterr().out)["units"]
+    assert (u["scale"], u["board_heap"], u["heap"], u["factor"]) == ("unix-port", 110000, 154000, 1.4)
+
+
+def test_plot_marks_gc_outliers_and_counts_drops(tmp_path):
+    from lowwater_tools.telemetry.lw1 import iter_log
+
+    svg = plot.plot(iter_log(_long_log(tmp_path / "g.log", 3000)), tmp_path / "g.svg").read_text()
+    assert "median 90 us" in svg or "median 9" in svg
+    assert "over 10x median: 3 time step(s)" in svg and "max 12,000 us" in svg
+    tidy = plot.plot(_recs(make_log()), tmp_path / "t.svg").read_text()
+    assert "chunks dropped (3)" in tidy and "shed (1)" in tidy and "error (1)" in tidy

@@ -343,7 +343,7 @@ def _gc(gx, gc_pts, hist):
                     label=f"over {OUTLIER}x median: {len(outl)} time step(s), max {hist.max:,} us",
                 )
         gx.set_yscale("symlog", linthresh=10)
-        gx.set_ylim(0, max(p[2] for p in gc_pts) * 2.5 + 10)
+        gx.set_ylim(-3, max(p[2] for p in gc_pts) * 2.5 + 10)  # below 0: pauses of 0 us stay visible
         gx.legend(loc="upper right", fontsize="x-small", framealpha=0.85)
     gx.set_ylabel("gc pause (us, log)")
     gx.grid(True, alpha=0.3, which="both")
