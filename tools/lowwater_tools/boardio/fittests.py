@@ -3,10 +3,12 @@ unix port and on the 32-bit runtime, and their ratio (docs/fit.md).
 
 The heap factor (lowwater.config.UNIX_HEAP_FACTOR) is one number for the whole
 firmware; a single test can need more or less of it (a bytearray costs the same
-on both, a tuple of pointers half on 32-bit). This measures, test by test, the
+on both, a tuple of pointers half on 32-bit). This measures, for a sample of
+portable tests (PER_MODULE per module, spread over each file; `--select TEXT`
+for all tests matching TEXT), the
 smallest heap on which `host_tests/portable/_mprun.py MODULE TEST` passes on
-each runtime (the harness's own runner), by the same bisection as the firmware
-fit, and reports the ratio unix / 32-bit: its spread is how far the single
+each runtime (the harness's own runner, run as the harness does), by the same
+bisection as the firmware fit (to RESOLUTION bytes), and reports the ratio unix / 32-bit: its spread is how far the single
 factor is from any one piece of code. The result is also written to
 build/fit/tests.json, which the firmware fit's closing note quotes.
 """
@@ -32,7 +34,8 @@ RESULTS = ROOT / "build" / "fit" / "tests.json"
 LO = 8 * 1024
 HI = 512 * 1024
 FIRST_HI = 128 * 1024
-RESOLUTION = 2048
+RESOLUTION = 4096
+PER_MODULE = 4
 TIMEOUT = 120.0
 
 
@@ -49,10 +52,26 @@ def portable_tests(select: str | None = None) -> list[tuple[str, str]]:
     return out
 
 
+def sample(tests: list[tuple[str, str]], per_module: int) -> list[tuple[str, str]]:
+    """At most per_module tests of each module, spread evenly over its file
+    (a full run of every test on both runtimes takes over half an hour)."""
+    out = []
+    for m in dict.fromkeys(t[0] for t in tests):
+        mine = [t for t in tests if t[0] == m]
+        if len(mine) <= per_module:
+            out += mine
+        else:
+            step = (len(mine) - 1) / (per_module - 1) if per_module > 1 else 0
+            out += [mine[round(i * step)] for i in range(per_module)]
+    return out
+
+
 def outcome(module: str, test: str, heap: int, runtime: str, timeout: float = TIMEOUT) -> str:
     """ "ok", "skip" or "fail" of one portable test on one runtime and heap."""
     try:
-        res = launch.run([str(PORTABLE / "_mprun.py"), module, test], heap, runtime=runtime, timeout=timeout)
+        res = launch.run(
+            ["-m", "_mprun", module, test], heap, ["host_tests/portable"], lib="lib", runtime=runtime, timeout=timeout
+        )
     except UserError:
         raise
     except (OSError, subprocess.SubprocessError):
@@ -119,10 +138,12 @@ def run_tests(args) -> int:
     tests = portable_tests(select)
     if not tests:
         raise UserError(f"no portable test matches {select!r}")
+    if select is None:
+        tests = sample(tests, PER_MODULE)
     progress = sys.stderr if args.json else sys.stdout
     res_step = args.resolution if args.resolution != 1024 else RESOLUTION
     print(
-        f"fit --tests: {len(tests)} portable tests, smallest heap on the unix port (64-bit) and the 32-bit "
+        f"fit --tests: {len(tests)} portable tests{'' if select else f' ({PER_MODULE} per module)'}, smallest heap on the unix port (64-bit) and the 32-bit "
         f"runtime, {LO}..{HI} B to {res_step} B",
         file=progress,
         flush=True,
@@ -148,6 +169,7 @@ def run_tests(args) -> int:
         "by_module": by_module,
         "tests": rows,
     }
+    out["per_module"] = None if select else PER_MODULE
     if select is None:
         RESULTS.parent.mkdir(parents=True, exist_ok=True)
         RESULTS.write_text(json.dumps(out, indent=2))
