@@ -21,7 +21,8 @@ from pathlib import Path
 
 from lowwater_tools import args as targs, boards
 from lowwater_tools.errors import UserError
-from lowwater_tools.paths import FIRMWARE, LIB, micropython_exe
+from lowwater_tools import launch
+from lowwater_tools.paths import FIRMWARE
 from lowwater_tools.telemetry.live import StopSignals, render_summary
 from lowwater_tools.telemetry.report import LeakFit, leak
 from lowwater_tools.telemetry.session import Session
@@ -67,15 +68,12 @@ def add_arguments(p):
 
 
 def firmware_command(main: Path, heap: int) -> list[str]:
-    return [micropython_exe(), "-X", f"heapsize={heap}", str(main)]
+    return launch.command([str(main)], heap)
 
 
 def firmware_env(profile_path: Path, chunks: int) -> dict:
-    env = dict(os.environ)
-    env["MICROPYPATH"] = f"{LIB}:.frozen"
-    env["LOWWATER_BOARD"] = str(Path(profile_path).resolve())
-    env["LOWWATER_CHUNKS"] = str(chunks)
-    return env
+    extra = {"LOWWATER_BOARD": str(Path(profile_path).resolve()), "LOWWATER_CHUNKS": str(chunks)}
+    return launch.env(extra=extra)
 
 
 def run(args) -> int:

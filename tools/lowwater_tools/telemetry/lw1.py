@@ -79,6 +79,18 @@ DOC_KEYS = (
 _DOC_RANK = {k: i for i, k in enumerate(DOC_KEYS)}
 CSV_LEAD = ("host_time", "seq", "kind", "t")
 KEEP_CHANGES = 16  # level changes a Summary keeps (the count is kept in full)
+# Distinct kinds counted by name; records of kinds past these count under OTHER_KINDS
+# (a stream of made-up kinds must not grow the counts without bound).
+MAX_KINDS = 64
+OTHER_KINDS = "(other)"
+
+
+def count_kind(by_kind: dict, kind: str) -> None:
+    if kind not in by_kind and len(by_kind) >= MAX_KINDS:
+        kind = OTHER_KINDS
+    by_kind[kind] = by_kind.get(kind, 0) + 1
+
+
 # A field whose key equals a leading column is written as column "." + key.
 _RESERVED = frozenset(("host_time", "seq", "kind"))
 
@@ -246,7 +258,7 @@ class Parser:
         st.records += 1
         st.record_bytes += len(line) - start + nl
         st.skipped_bytes += start
-        st.by_kind[rec.kind] = st.by_kind.get(rec.kind, 0) + 1
+        count_kind(st.by_kind, rec.kind)
         out.append(rec)
 
     def _noise(self, line: bytes):
@@ -468,7 +480,7 @@ class _CsvRows:
             fields[key] = int(cell) if _INT.fullmatch(cell) else cell
         line_text = " ".join(["LW1", kind, *(f"{k}={v}" for k, v in fields.items())])
         st.records += 1
-        st.by_kind[kind] = st.by_kind.get(kind, 0) + 1
+        count_kind(st.by_kind, kind)
         return Record(kind, fields, line_text, seq, host)
 
 
@@ -640,7 +652,7 @@ class Summary:
         f = rec.fields
         k = rec.kind
         self.records += 1
-        self.by_kind[k] = self.by_kind.get(k, 0) + 1
+        count_kind(self.by_kind, k)
         self._time(rec)
         if k == "boot":
             self.boots += 1

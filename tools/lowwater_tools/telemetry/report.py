@@ -121,6 +121,7 @@ def leak(records, threshold: float = LEAK_THRESHOLD, warmup: float = WARMUP, che
     else:
         return out
     out["samples"] = len(pts)
+    out["every"] = fit.stride  # 1: every check; N: every Nth (a long run, thinned)
     if len(pts) < MIN_SAMPLES or len(set(xs)) < 2:
         return out
     s = slope(xs, [p[0] for p in pts]) * unit
@@ -219,7 +220,8 @@ def text(rep: dict) -> str:
     else:
         lines.append(
             f"leak: {lk['verdict']} (live heap {lk['slope']:+.1f} B {per} over {lk['samples']} checks "
-            f"after warm-up; threshold {lk['threshold']:g} B per 1000 chunks)"
+            + (f"(every {lk['every']}th) " if lk.get("every", 1) > 1 else "")
+            + f"after warm-up; threshold {lk['threshold']:g} B per 1000 chunks)"
         )
     return "\n".join(lines)
 
