@@ -163,7 +163,6 @@ class Publisher(Link):
         self._pinged = False
         self._retry = 0  # ms of the next connect attempt
         self._backoff = _BACKOFF_MIN
-        self._poller = None
         self._ws = self._wb = None
         if primary is not None:
             from lowwater.telemetry import _accepts

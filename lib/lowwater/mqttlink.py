@@ -97,9 +97,7 @@ class Link:
     def _open(self):
         try:
             if self._addr is None:
-                import socket
-
-                self._addr = socket.getaddrinfo(self.host, self.port)[0][-1]
+                self._addr = self._resolve()
             self._sock = self._connect(self._addr)
         except OSError as e:
             self._fail(e)
@@ -108,25 +106,35 @@ class Link:
         self._since = self._clock()
         self._connected()
 
-    def _connected(self):
-        # The TCP connect in progress: writable means done (or failed).
-        if self._poller is None:
-            import select
+    def _resolve(self):
+        # Once per Publisher (it may block on DNS: at start, before acquisition).
+        import socket
 
-            self._poller = select
-        p = self._poller.poll()
+        return socket.getaddrinfo(self.host, self.port)[0][-1]
+
+    def _writable(self):
+        # The TCP connect in progress: 0 not yet, 1 connected, -1 failed.
+        import select
+
+        p = select.poll()
+        p.register(self._sock, select.POLLOUT)
+        ev = p.poll(0)
+        if not ev:
+            return 0
+        return -1 if ev[0][1] & (select.POLLERR | select.POLLHUP) else 1
+
+    def _connected(self):
         try:
-            p.register(self._sock, self._poller.POLLOUT)
-            ev = p.poll(0)
+            ok = self._writable()
         except (OSError, ValueError) as e:
             self._fail(e)
             return
-        if not ev:
+        if ok == 0:
             if ticks_diff(self._clock(), self._since) > self.connect_ms:
                 self._fail(OSError(110))  # ETIMEDOUT
             return
-        if ev[0][1] & (self._poller.POLLERR | self._poller.POLLHUP):
-            self._fail(OSError(111))
+        if ok < 0:
+            self._fail(OSError(111))  # ECONNREFUSED
             return
         try:
             self._sock.setsockopt(6, 1, 1)  # TCP_NODELAY: QoS 1 acks without delayed-ACK waits
@@ -230,20 +238,23 @@ class Link:
         Returns True when connected; otherwise the loop runs on and poll() retries."""
         t0 = self._clock()
         self._open()
-        while self._state in (_CONNECTING, _WAITACK) and ticks_diff(self._clock(), t0) <= self.connect_ms:
+        n = self.connect_ms // 2 + 1  # 2 ms steps: bounded even if the clock stands still
+        while self._state in (_CONNECTING, _WAITACK) and ticks_diff(self._clock(), t0) <= self.connect_ms and n:
             self.poll()
             if self._state != _UP:
                 _sleep_ms(2)
+            n -= 1
         if self._state in (_CONNECTING, _WAITACK):
             self._fail(OSError(110))
         return self._state == _UP
 
     def _linger(self):
         # Give the broker a moment to ack the last QoS 1 packets before closing.
-        t0 = self._clock()
-        while self._sock is not None and ticks_diff(self._clock(), t0) < 200:
+        n = 40  # up to 200 ms
+        while self._sock is not None and n:
             self.poll()
             _sleep_ms(5)
+            n -= 1
 
     def close(self, done=True):
         """Publish `done` (retained) and DISCONNECT, so the will is not sent."""
