@@ -7,7 +7,8 @@ firmware with a profile that has MQTT settings, publishing as a board would.
 
 Each board gets a profile derived from boards/<name>.json (cycling through the
 profiles), name `<profile>-<NNN>` (its board id), sensor seed NNN, a simulated
-sensor paced at `chunk_rate` chunks per second, `check_every` chunks per budget
+sensor paced at `chunk_rate` chunks per second (0: unpaced, as fast as the
+process runs), `check_every` chunks per budget
 check (so 2 records per check: mem and stat). lib/ is compiled to .mpy for x64
 first, as a board gets it (source compile needs more heap than the profile has).
 One process costs about 25 MB and 0.1 s CPU to start.
@@ -43,7 +44,8 @@ def board_profile(
     p["name"] = f"{p['name']}-{index:03d}"
     s = dict(p["sensor"])
     samples = p["chunk_size"] // s["width"]
-    s.update(kind="sim", seed=index + 1, rate_hz=max(1, int(round(chunk_rate * samples))))
+    rate = int(round(chunk_rate * samples)) if chunk_rate else s["rate_hz"]
+    s.update(kind="sim", seed=index + 1, rate_hz=min(1000000, max(1, rate)))
     p["sensor"] = s
     p["check_every"] = check_every
     p["log_every"] = 0  # no flash log on the host
@@ -114,7 +116,11 @@ class NetBoards:
             [str(NETBOARD)],
             self.heaps[i],
             lib=self.mpy,
-            extra_env={"LOWWATER_BOARD": str(self.paths[i]), "LOWWATER_CHUNKS": str(self.chunks)},
+            extra_env={
+                "LOWWATER_BOARD": str(self.paths[i]),
+                "LOWWATER_CHUNKS": str(self.chunks),
+                "LOWWATER_PACED": "1" if self.chunk_rate else "0",
+            },
             stdout=stdout,
             stderr=subprocess.STDOUT,
             start_new_session=True,
@@ -177,7 +183,10 @@ def run_vboard(args) -> int:
         p["name"] = p["mqtt"]["client_id"] = boardsmod.load(args.board)["name"]
         nb.paths[0].write_text(json.dumps(p))
         nb.names[0] = p["name"]
-        print(f"virtual board {p['name']} publishing to {host}:{port} as {p['mqtt']['prefix']}/{p['name']}/...", flush=True)
+        print(
+            f"virtual board {p['name']} publishing to {host}:{port} as {p['mqtt']['prefix']}/{p['name']}/...",
+            flush=True,
+        )
         with StopSignals() as stop:
             proc = nb.spawn(0, stdout=None)
             nb.procs.append(proc)
