@@ -352,7 +352,7 @@ def test_malformed_input_is_one_line_exit_1(tmp_path, content, msg):
     [
         (["nope"], "no such file or folder"),
         (["EMPTY"], "no log files"),
-        (["IMG", "--fs-size", "1000"], "multiple of 4096"),
+        (["IMG", "--fs-size", "1000"], "from 4096"),  # the argument's own range check
         (["IMG", "--fs-size", str(1 << 30)], "smaller than --fs-size"),
     ],
 )
@@ -360,7 +360,11 @@ def test_read_user_errors(tmp_path, capsys, args, msg):
     (tmp_path / "EMPTY").mkdir()
     (tmp_path / "IMG").write_bytes(b"\xff" * 8192)
     args = [str(tmp_path / a) if a in ("nope", "EMPTY", "IMG") else a for a in args]
-    assert cli.main(["log", "read", *args]) == 1
+    try:
+        rc = cli.main(["log", "read", *args])
+    except SystemExit as e:  # an argument's own check (lowwater_tools.args) exits 1
+        rc = e.code
+    assert rc == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith("lowwater: ") and msg in err[-1]
 
@@ -369,7 +373,7 @@ def test_pull_from_a_missing_port_is_a_user_error(tmp_path, capsys):
     out = tmp_path / "pulled"
     rc = cli.main(["log", "pull", "--port", "/dev/lowwater-no-such-port", "-o", str(out)])
     err = capsys.readouterr().err.strip().splitlines()
-    assert rc == 1 and err[-1].startswith("lowwater: pull from /dev/lowwater-no-such-port failed")
+    assert rc == 1 and err[-1].startswith("lowwater: ") and "/dev/lowwater-no-such-port" in err[-1]
     assert not out.exists()
 
 
@@ -383,3 +387,59 @@ def test_pull_refuses_a_non_empty_output(tmp_path, capsys):
 
 def test_lib_module_is_what_the_host_uses():
     assert Path(logread.fl.__file__).resolve().parent == (LIB / "lowwater").resolve()
+
+
+# --- odd trees: foreign names, wrapped indices, duplicates (issue 13) -------------
+
+
+def test_host_reader_ignores_foreign_names_and_directories(tmp_path, capsys):
+    from littlefs import LittleFS
+
+    d = tmp_path / "log"
+    d.mkdir()
+    (d / "00000001.log").write_bytes(logread.encode(1, b"one") + logread.encode(2, b"two"))
+    (d / "00000002.LOG").write_bytes(logread.encode(9, b"upper case: not ours"))
+    (d / "00000003.log").mkdir()
+    (d / "000000004.log").write_bytes(logread.encode(10, b"nine digits"))
+    assert [e.seq for e in logread.read(d) if isinstance(e, logread.Record)] == [1, 2]
+    fs = LittleFS(block_size=4096, block_count=32)
+    fs.mkdir("/log")
+    fs.mkdir("/log/00000002.log")  # a directory with a log file's name
+    with fs.open("/log/00000001.log", "wb") as f:
+        f.write(logread.encode(1, b"one"))
+    img = tmp_path / "x.img"
+    img.write_bytes(bytes(fs.context.buffer))
+    assert cli.main(["log", "read", str(img)]) == 0
+    assert capsys.readouterr().out.splitlines() == ['seq=1 len=3 text="one"']
+
+
+def test_host_reader_follows_indices_that_wrap(tmp_path):
+    d = tmp_path / "log"
+    d.mkdir()
+    (d / "99999999.log").write_bytes(logread.encode(1, b"a"))
+    (d / "00000000.log").write_bytes(logread.encode(2, b"b"))
+    (d / "00000001.log").write_bytes(logread.encode(3, b"c"))
+    assert [e.seq for e in logread.read(d) if isinstance(e, logread.Record)] == [1, 2, 3]
+
+
+def test_duplicated_file_and_replayed_record_give_no_duplicate_seqs(tmp_path, capsys):
+    d = tmp_path / "log"
+    d.mkdir()
+    one = logread.encode(1, b"one") + logread.encode(2, b"two")
+    (d / "00000001.log").write_bytes(one)
+    (d / "00000002.log").write_bytes(logread.encode(3, b"three") + logread.encode(1, b"one"))  # replayed
+    (d / "00000003.log").write_bytes(one)  # a duplicated file
+    (d / "00000004.log").write_bytes(logread.encode(4, b"four"))
+    evs = list(logread.read(d))
+    assert [e.seq for e in evs if isinstance(e, logread.Record)] == [1, 2, 3, 4]
+    dups = [e for e in evs if isinstance(e, logread.Skip) and e.dup]
+    assert len(dups) == 3 and all(e.length == HDR + 3 for e in dups)
+    assert cli.main(["log", "read", str(d)]) == 0
+    out, err = capsys.readouterr()
+    assert [ln.split()[0] for ln in out.splitlines()] == ["seq=1", "seq=2", "seq=3", "seq=4"]
+    assert "(duplicate seq)" in err and "3 duplicate records skipped" in err
+    # and the board's own reader agrees, and resumes above every seq in the log
+    log = logread.fl.FlashLog(str(d), max_file_bytes=4096, max_files=8)
+    assert [s for s, _ in log.read()] == [1, 2, 3, 4] and log.stats["duplicates"] == 3
+    assert log.seq == 4 and log.append(b"five") == 5
+    log.close()

@@ -56,6 +56,8 @@ class Skip:
     offset: int
     length: int
     tail: bool = False  # the run reaches the end of the file (a torn tail)
+    dup: bool = False  # an intact record whose seq is not above the last one read (duplicated file, replay)
+    damaged: str = ""  # the file could not be read past `offset` (damaged flash): the error
 
 
 @dataclass
@@ -69,6 +71,8 @@ class FileReport:
     crc_errors: int = 0
     first_seq: int | None = None
     last_seq: int | None = None
+    duplicates: int = 0  # intact records skipped by read(): seq not above the last one
+    damaged: str | None = None  # why the file could not be read to its end (then read() goes on)
 
 
 @dataclass
@@ -123,8 +127,9 @@ def _dir_sources(d: Path) -> list[Source]:
         i = fl.file_index(p.name)
         if i >= 0 and p.is_file():
             found.append((i, p))
-    found.sort()
-    return [Source(p.name, p.stat().st_size, (lambda p=p: open(p, "rb"))) for _, p in found]  # type: ignore[misc]
+    by = dict(found)
+    order = fl.log_order(sorted(by))  # oldest first, indices wrapping after 99999999
+    return [Source(by[i].name, by[i].stat().st_size, (lambda p=by[i]: open(p, "rb"))) for i in order]  # type: ignore[misc]
 
 
 def _image_sources(img: Path, fs_size: int | None, log_path: str) -> list[Source]:
@@ -152,11 +157,17 @@ def _image_sources(img: Path, fs_size: int | None, log_path: str) -> list[Source
         names = fs.listdir(log_path)
     except (LittleFSError, OSError) as e:
         raise UserError(f"{img}: no folder {log_path} in the image ({e})") from None
-    found = sorted((fl.file_index(n), n) for n in names if fl.file_index(n) >= 0)
+    by = {fl.file_index(n): n for n in names if fl.file_index(n) >= 0}
     out = []
-    for _, n in found:
-        p = f"{log_path}/{n}"
-        st = fs.stat(p)
+    for i in fl.log_order(sorted(by)):  # oldest first, indices wrapping after 99999999
+        p = f"{log_path}/{by[i]}"
+        try:
+            st = fs.stat(p)
+        except (LittleFSError, OSError) as e:  # damaged metadata: reported by read(), the rest is read
+            out.append(Source(f"{img.name}:{p}", 0, (lambda e=e: _raise(e))))  # type: ignore[misc]
+            continue
+        if st.type != 1:  # LFS_TYPE_REG: a directory with a log file's name is not ours
+            continue
         out.append(Source(f"{img.name}:{p}", st.size, (lambda p=p: fs.open(p, "rb"))))  # type: ignore[misc, arg-type]
     return out
 
@@ -188,16 +199,47 @@ def read(
     reports: list[FileReport] | None = None,
 ) -> Iterator[Event]:
     """Records and Skips of every log file of TARGET, oldest file first. A
-    FileReport per file is appended to `reports` (complete once its file is done)."""
+    FileReport per file is appended to `reports` (complete once its file is done).
+    Seqs only increase, as FlashLog.read() on the board: an intact record whose
+    seq is not above the last one yielded (a duplicated file, a replayed record)
+    becomes a Skip with dup=True (counted in FileReport.duplicates)."""
+    last = -1
     for src in sources(target, fs_size, log_path):
         rep = FileReport(src.name, src.size)
         if reports is not None:
             reports.append(rep)
         try:
             with src.open() as f:
-                yield from scan_file(f, src.size, src.name, from_seq, rep)
-        except OSError as e:
-            raise UserError(f"{src.name}: cannot read: {e}") from None
+                for ev in scan_file(f, src.size, src.name, from_seq, rep):
+                    if isinstance(ev, Record):
+                        if ev.seq <= last:
+                            rep.duplicates += 1
+                            yield Skip(ev.file, ev.offset, ev.size, dup=True)
+                            continue
+                        last = ev.seq
+                    yield ev
+        except _READ_ERRORS as e:
+            # Damaged flash (littlefs: LFS_ERR_CORRUPT in a data block) or an unreadable
+            # file: what was read stands, the rest of this file is one damaged Skip,
+            # and the next files are read.
+            done = rep.record_bytes + rep.skipped_bytes
+            rep.damaged = str(e) or type(e).__name__
+            lost = max(0, src.size - done)
+            rep.skips += 1
+            rep.skipped_bytes += lost
+            yield Skip(src.name, done, lost, tail=True, damaged=rep.damaged)
+
+
+def _raise(e: BaseException):
+    raise e
+
+
+try:
+    from littlefs.errors import LittleFSError as _LFSError
+
+    _READ_ERRORS: tuple = (OSError, _LFSError)
+except ImportError:  # pragma: no cover - littlefs-python is a pinned dependency
+    _READ_ERRORS = (OSError,)
 
 
 def read_bytes(data: bytes, from_seq: int = 0, name: str = "<bytes>") -> tuple[list[Record], FileReport]:
@@ -260,7 +302,9 @@ def add_arguments(p):
         "(default: the whole file, when it is an image)",
     )
     q = sub.add_parser("pull", help="copy the log folder from a board with mpremote, then read it")
-    q.add_argument("--port", required=True, help="serial port of the board, or auto: the one board attached (`lowwater devices`)")
+    q.add_argument(
+        "--port", required=True, help="serial port of the board, or auto: the one board attached (`lowwater devices`)"
+    )
     q.add_argument(
         "-o",
         "--output",
@@ -324,9 +368,20 @@ def _emit(ev, as_json: bool, out, notes: list[str] | None) -> None:
                 shown = "window " + " ".join(f"{k}={v}" for k, v in win.items())
             out.write(f"seq={ev.seq} len={len(ev.data)} {shown}\n")
     else:
-        what = "torn tail" if ev.tail and ev.offset else "garbage"
+        what = (
+            f"damaged: {ev.damaged}"
+            if ev.damaged
+            else "duplicate seq"
+            if ev.dup
+            else "torn tail"
+            if ev.tail and ev.offset
+            else "garbage"
+        )
         if as_json:
-            out.write(json.dumps({"skip": ev.length, "file": ev.file, "offset": ev.offset, "tail": ev.tail}) + "\n")
+            obj = {"skip": ev.length, "file": ev.file, "offset": ev.offset, "tail": ev.tail}
+            if ev.dup:
+                obj["dup"] = True
+            out.write(json.dumps(obj) + "\n")
         line = f"lowwater: {ev.file}: skipped {ev.length} bytes at offset {ev.offset} ({what})"
         if notes is None:
             print(line, file=sys.stderr)
@@ -349,6 +404,8 @@ def _read(target, args, fs_size) -> int:
     skipped = sum(r.skipped_bytes for r in reports)
     total = sum(r.size for r in reports)
     crc = sum(r.crc_errors for r in reports)
+    dups = sum(r.duplicates for r in reports)
+    damaged = [r.file for r in reports if r.damaged]
     seqs = [r for r in reports if r.first_seq is not None]
     span = f", seq {seqs[0].first_seq}..{seqs[-1].last_seq}" if seqs else ""
     if total and not records:
@@ -357,9 +414,13 @@ def _read(target, args, fs_size) -> int:
         print(line, file=sys.stderr)
     print(
         f"lowwater: {len(reports)} file(s), {total} bytes: {records} records{span}, "
-        f"{skipped} bytes skipped, {crc} CRC errors",
+        f"{skipped} bytes skipped, {crc} CRC errors"
+        + (f", {dups} duplicate records skipped" if dups else "")
+        + (f", {len(damaged)} damaged file(s): {', '.join(damaged)}" if damaged else ""),
         file=sys.stderr,
     )
+    if damaged:
+        return 1  # the records that could be read are out; the damage is said above
     if args.strict and skipped:
         raise UserError(f"{target}: {skipped} bytes skipped (--strict)")
     return 0
