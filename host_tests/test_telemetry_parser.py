@@ -536,3 +536,27 @@ def test_log_read_decodes_window_records(tmp_path, capsys):
     objs = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
     assert objs[0]["window"]["dropped"] == 6 and "hex" in objs[0]
     assert "window" not in objs[2] and "window" not in objs[3]
+
+
+def test_summary_units_never_fail_on_a_profile_that_does_not_load(monkeypatch):
+    from lowwater_tools import boards
+    from lowwater_tools.telemetry import lw1
+
+    def broken(name):
+        raise TypeError("a profile bug")
+
+    lw1._board_profile.cache_clear()
+    monkeypatch.setattr(boards, "load", broken)
+    try:
+        s = Summary.of(parse(DOC_EXAMPLE)[0])
+    finally:
+        lw1._board_profile.cache_clear()
+    assert s["units"]["scale"] == "unknown" and s["heap"] == 131072  # the boot record's own figures
+
+
+def test_summary_units_board_and_unix_port():
+    esp = DOC_EXAMPLE.replace(b"board=unix heap=131072", b"board=esp32 heap=154000")
+    u = Summary.of(parse(esp)[0])["units"]
+    assert (u["scale"], u["board_heap"], u["heap"], u["factor"]) == ("unix-port", 110000, 154000, 1.4)
+    assert u["text"].startswith("unix-port heap bytes, not board bytes (esp32: 110,000 B board heap")
+    assert Summary.of(parse(DOC_EXAMPLE)[0])["units"]["scale"] == "board"

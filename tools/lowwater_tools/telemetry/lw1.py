@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import collections
 import csv
+import functools
 import errno
 import io
 import math
@@ -796,14 +797,21 @@ def _known_profile(name, given: dict | None):
         return given
     if not isinstance(name, str) or not re.fullmatch(r"[a-z0-9_]{1,40}", name):
         return given
+    return _board_profile(name) or given
+
+
+@functools.lru_cache(maxsize=16)
+def _board_profile(name: str) -> dict | None:
+    """boards/<name>.json, loaded once; None when there is none or it does not load
+    (a profile problem must never stop telemetry from being read)."""
     from lowwater_tools import boards
 
-    if name not in boards.names():
-        return given
     try:
+        if name not in boards.names():
+            return None
         return boards.load(name)
-    except UserError:
-        return given
+    except Exception:
+        return None
 
 
 def _scaled(profile: dict, word_bits: int):
@@ -811,7 +819,7 @@ def _scaled(profile: dict, word_bits: int):
 
     try:
         return device_module("config").scaled(profile, word_bits)
-    except (KeyError, TypeError, ValueError, ZeroDivisionError):
+    except Exception:  # a profile the device code cannot scale: its own figures
         return profile.get("heap"), profile.get("warn_free"), profile.get("min_free")
 
 
