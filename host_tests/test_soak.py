@@ -58,3 +58,50 @@ def test_a_heap_too_small_fails_with_one_line():
     lines = r.stderr.strip().splitlines()
     assert lines[-1].startswith("lowwater: memory soak: the firmware exited with status 1 (MemoryError"), lines
     assert len([ln for ln in lines if "MemoryError" in ln]) == 1
+
+
+# --- the oracle: a rotation that deleted too much (issue 13) --------------------
+
+
+def _log(d, n, per_file=5, files=4):
+    # n records of 20 bytes (32 with the header) in files of per_file records.
+    from lowwater_tools.reliability import log as logread
+
+    log = logread.fl.FlashLog(str(d), max_file_bytes=32 * per_file, max_files=files)
+    for i in range(n):
+        log.append(b"%020d" % i)
+    log.close()
+    return sorted(p.name for p in d.iterdir())
+
+
+def _verdict(d, files=4, per_file=5):
+    from lowwater_tools.reliability.soak import check_log, rotation_problem
+
+    return rotation_problem(check_log(d).reports, files, 32 * per_file)
+
+
+def test_oracle_accepts_rotation_as_it_should_be(tmp_path):
+    for n in (1, 5, 6, 19, 21, 40, 41):
+        d = tmp_path / f"ok{n}"
+        _log(d, n)
+        assert _verdict(d) is None, (n, sorted(p.name for p in d.iterdir()))
+    # killed between the deletion and the creation of the next file: one file
+    # fewer while the newest is full. Legitimate.
+    d = tmp_path / "mid"
+    names = _log(d, 40)  # 8 full files created, 5..8 retained, the newest full
+    (d / names[0]).unlink()
+    assert _verdict(d) is None
+
+
+def test_oracle_catches_a_rotation_that_deleted_one_file_too_many(tmp_path):
+    d = tmp_path / "greedy"
+    names = _log(d, 36)  # 8 files created, 5..8 retained, the newest has room
+    assert len(names) == 4
+    (d / names[0]).unlink()  # what a rotation deleting one file too many leaves
+    why = _verdict(d)
+    assert why and "rotation deleted too much: 3 log files retained, 4 expected" in why
+    d = tmp_path / "gap"
+    names = _log(d, 36)
+    (d / names[1]).unlink()  # not the oldest
+    why = _verdict(d)
+    assert why and "not consecutive" in why

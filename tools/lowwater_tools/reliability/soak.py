@@ -99,6 +99,32 @@ class LogCheck:
     skipped_bytes: int = 0
     crc_errors: int = 0
     seqs: set = field(default_factory=set)
+    reports: list = field(default_factory=list)  # logread.FileReport per file, oldest first
+
+
+def rotation_problem(reports: list, log_files: int, log_file_bytes: int) -> str | None:
+    """Did rotation delete more than it may? The log's files are consecutive
+    (file indices, wrapping after 99999999) and, once more than log_files were
+    created, log_files of them are retained; one fewer only while a rotation is
+    under way (it deletes the oldest before it creates the next file: a kill in
+    between), i.e. when the newest file could not take another record (full,
+    or ending in a torn tail, or holding none). Else None."""
+    idx = [device_module("flashlog").file_index(Path(r.file.rsplit(":", 1)[-1]).name) for r in reports]
+    if not idx:
+        return None
+    for a, b in zip(idx, idx[1:]):
+        if b != (a + 1) % 100_000_000:
+            return f"log files {a:08d} and {b:08d} are not consecutive: rotation deleted a file that was not the oldest"
+    created = idx[-1] if idx[-1] >= idx[0] else None  # files 1..newest, unless the indices wrapped
+    want = log_files if created is None else min(log_files, created)
+    if len(idx) >= want:
+        return None
+    new = reports[-1]
+    biggest = max((r.record_bytes // r.records for r in reports if r.records), default=0)
+    rotating = not new.records or new.skipped_bytes or new.size + biggest > log_file_bytes
+    if len(idx) == want - 1 and rotating:
+        return None
+    return f"rotation deleted too much: {len(idx)} log files retained, {want} expected (log_files={log_files})"
 
 
 def check_log(target, fs_size: int | None = None, log_path: str = LOG_PATH) -> LogCheck:
@@ -120,6 +146,7 @@ def check_log(target, fs_size: int | None = None, log_path: str = LOG_PATH) -> L
         out.seqs.add(ev.seq)
         prev = ev.seq
     out.files = len(reports)
+    out.reports = reports
     out.skipped_bytes = sum(r.skipped_bytes for r in reports)
     out.crc_errors = sum(r.crc_errors for r in reports)
     return out
@@ -164,7 +191,12 @@ def memory_soak(
     progress: Callable[[str], None] | None = None,
 ) -> MemorySoak:
     """Run firmware/main.py on the unix port (`-X heapsize=heap`, default the board's
-    heap mapped to 64-bit) for `chunks` chunks, logging to a temporary folder."""
+    heap mapped to 64-bit) for `chunks` chunks, logging to a temporary folder.
+    lib/ runs as .mpy (mpy-cross for the unix port), as a board should run it:
+    compiled from source in the same heap, the firmware no longer leaves room
+    to compile flashlog.py, and would run without a log."""
+    from lowwater_tools import launch
+    from lowwater_tools.boardio import mpybuild
     from lowwater_tools.boardio.run import firmware_command, firmware_env
 
     if chunks <= 0:
@@ -178,6 +210,9 @@ def memory_soak(
     tmp = tempfile.mkdtemp(prefix="lowwater-soak-")
     try:
         env = firmware_env(boards.profile_path(board), chunks)
+        arch = mpybuild.decode_mpy(unix_port_mpy())[2]
+        mpybuild.build(Path(tmp) / "lib", arch=arch)
+        env["MICROPYPATH"] = launch.micropypath([], Path(tmp) / "lib")
         env["LOWWATER_LOG"] = str(Path(tmp) / "log")
         parser = Parser()
         records: list[Record] = []
@@ -229,6 +264,9 @@ def memory_soak(
             res.log_seq_errors = len(lc.seq_errors)
             if lc.corrupt or lc.seq_errors:
                 res.problems.append(f"flash log: {len(lc.corrupt)} corrupt records, {len(lc.seq_errors)} seq gaps")
+            why = rotation_problem(lc.reports, prof.get("log_files", 4), prof.get("log_file_bytes", 16384))
+            if why:
+                res.problems.append(f"flash log: {why}")
         else:
             res.problems.append("the firmware wrote no flash log")
     finally:
@@ -609,6 +647,9 @@ def _powerloss_figures(res: PowerLoss, records: list[Record], img: str, prof: di
         res.problems.append(f"seq not contiguous: {res.seq_errors[:5]}")
     if res.files > prof.get("log_files", 4):
         res.problems.append(f"{res.files} log files, more than log_files")
+    why = rotation_problem(lc.reports, prof.get("log_files", 4), prof.get("log_file_bytes", 16384))
+    if why:
+        res.problems.append(why)
     if res.final_acks < 2:
         res.problems.append("the log did not keep working after the last restart")
     if res.wdt_resets:
