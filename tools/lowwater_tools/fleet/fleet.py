@@ -217,6 +217,8 @@ class Subscriber:
         )
         base = f"$share/{share}/{prefix}" if share else prefix
         self.topics = [(f"{base}/+/tel", 0), (f"{prefix}/+/status", 1), (f"{prefix}/+/boot", 1), ("$SYS/broker/#", 0)]
+        # Back soon after a broker restart (paho's default waits up to 120 s).
+        self.client.reconnect_delay_set(min_delay=1, max_delay=4)
         self.client.on_connect = self._on_connect
         self.client.on_message = self._on_message
         self.client.on_disconnect = self._on_disconnect
