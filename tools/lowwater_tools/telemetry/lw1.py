@@ -456,7 +456,7 @@ class _CsvRows:
         try:
             row = next(csv.reader([text]), [])
         except csv.Error:
-            row = None
+            row = []
         if self.keys is None:
             self.keys = [c[1:] if c[:1] == "." else c for c in (row or [])]
             return None
@@ -475,7 +475,7 @@ class _CsvRows:
             st.skipped_lines += 1
             return None
         fields = {}
-        for key, cell in zip(self.keys[3:], row[3:]):
+        for key, cell in zip((self.keys or [])[3:], row[3:]):
             if cell == "" or len(cell) > MAX_LINE or not _VALUE.fullmatch(cell) or not _KIND_KEY.fullmatch(key):
                 continue
             fields[key] = int(cell) if _INT.fullmatch(cell) else cell

@@ -258,7 +258,7 @@ def run(args) -> int:
 def _resolve_port(args) -> str:
     from lowwater_tools.boardio import devices
 
-    return devices.resolve_port(args.port)
+    return devices.resolve_port(args.port) or args.port
 
 
 def _reconnect(args, port, view, done):

@@ -77,13 +77,13 @@ class Series:
         self.low = None  # running low-water (lw, else free)
         self._last_dropped = 0
         # the timeline: unwrap_ticks() one record at a time
-        self._now = None
-        self._last_t = None
-        self._last_host = None
+        self._now: int | None = None
+        self._last_t: int | None = None
+        self._last_host: float | None = None
 
     def _ms(self, rec: Record):
         t = rec.fields.get("t")
-        if not is_num(t):
+        if not isinstance(t, int) or not is_num(t):
             return None
         if self._now is None:
             self._now = 0
@@ -92,7 +92,7 @@ class Series:
                 gap = rec.host_time - self._last_host
                 self._now += max(0, round(gap * 1000)) if gap == gap and abs(gap) < 1e9 else 0
         else:
-            self._now += max(0, ticks_diff(t, self._last_t))
+            self._now += max(0, ticks_diff(t, t if self._last_t is None else self._last_t))
         self._last_t = t
         h = rec.host_time
         if h is not None and h == h and abs(h) < 1e12:
@@ -254,7 +254,7 @@ def _draw(ser: Series, out: Path) -> None:
         below = []
         for key, colour in (("warn", "tab:orange"), ("min", "tab:red")):
             v = summary.get(key)
-            if not is_num(v):
+            if not isinstance(v, int) or not is_num(v):
                 continue
             if v >= lo - span * 1.5:  # near the data: in the zoomed view
                 ax.axhline(v, color=colour, lw=1.2, ls=":", label=f"{key}_free {v} B")

@@ -59,6 +59,9 @@ class LeakFit:
     check is kept: an even thinning, so the warm-up fraction and the slope hold."""
 
     def __init__(self):
+        self._start()
+
+    def _start(self) -> None:
         self.pts: list[list] = []
         self.stride = 1
         self._seen = 0
@@ -67,7 +70,7 @@ class LeakFit:
     def add(self, r: Record) -> None:
         f = r.fields
         if r.kind == "boot":
-            self.__init__()
+            self._start()
         elif r.kind == "mem" and is_num(f.get("alloc")):
             self._seen += 1
             self._open = self._seen % self.stride == 0
