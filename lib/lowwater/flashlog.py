@@ -1,21 +1,11 @@
 # lowwater.flashlog: a power-loss-safe, append-only record log in rotating files.
-#
-# Allocation (docs/flashlog.md): append() allocates nothing per record on any
-# port, 32-bit boards included, except when it rotates (closes a file, lists
-# the directory, opens the next file). Its CRC32 is computed in two 16-bit
-# halves (crc_update), so no value reaches 2**30 (a boxed int on a 32-bit
-# board). flush(), read(), stats, open and recovery allocate and are not for
-# hot paths (the Scanner uses binascii.crc32: fast, boxed on 32-bit). Not
+# Format, recovery and costs: docs/flashlog.md (a record: u8 magic 0xA5, u8
+# header check, u16 length, u32 seq, u32 CRC32 of bytes 0..7 and the payload,
+# then the payload; little-endian). The host reader uses this module's Scanner.
+# append() allocates nothing per record on any port, 32-bit boards included
+# (its CRC32 runs in 16-bit halves, crc_update: no value reaches 2**30), except
+# when it rotates. flush(), read(), stats, open and recovery allocate. Not
 # IRQ-safe (file I/O).
-#
-# Record framing (little-endian; the host reader lowwater_tools.logread uses
-# this module's Scanner):
-#   0  u8   MAGIC 0xA5 (sync byte)
-#   1  u8   header check: 0x5A ^ bytes 2..7 XORed
-#   2  u16  payload length
-#   4  u32  sequence number
-#   8  u32  CRC32 of bytes 0..7 then the payload
-#   12 ...  payload
 import os
 
 from lowwater._compat import const
@@ -59,10 +49,9 @@ def crc_table():
 
 
 def crc_update(st, buf, n):
-    """Run the CRC-32 state st ([low16, high16], both complemented, a list)
-    over buf[0:n]; crc_table() first. Every value stays below 2**16: no heap
-    int on any board, no allocation. Seven locals: one more and the frame is
-    heap-allocated on every call."""
+    """Run the CRC-32 state st ([low16, high16], a list) over buf[0:n], after
+    crc_table(). Every value stays below 2**16: no heap int, no allocation.
+    Seven locals: one more and the frame goes on the heap on every call."""
     lo = st[0]
     hi = st[1]
     i = 0
@@ -410,10 +399,9 @@ class FlashLog:
 
     @property
     def stats(self):
-        """records/bytes appended since open, files on flash, last seq, torn bytes
-        found at open; crc_errors, skipped_bytes and duplicates (records skipped
-        for a seq not above the last one) of the last read() (before any read:
-        crc_errors of the recovery scan)."""
+        """records/bytes appended since open, files, last seq, torn bytes found at
+        open; crc_errors (before any read: of the recovery scan), skipped_bytes
+        and duplicates (seq not above the last one) of the last read()."""
         return {
             "records": self._records,
             "bytes": self._bytes,
