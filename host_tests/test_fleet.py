@@ -281,6 +281,16 @@ def test_state_counts_gaps_in_n_and_restarts_at_boot():
     assert f.snapshot()[1]["broker_dropped"] == 17
 
 
+def test_shards_split_a_fleet_by_board():
+    shards = [Fleet(shard=(k, 3)) for k in range(3)]
+    for i in range(60):
+        for f in shards:
+            f.message(f"lowwater/b{i}/tel", b"LW1 mem t=1 n=1 free=9 alloc=1 lw=9 lvl=ok gc_us=1", 1.0)
+    ids = [set(f.boards) for f in shards]
+    assert sum(len(x) for x in ids) == 60 and len(set().union(*ids)) == 60
+    assert all(ids) and all(f.skipped == 60 - len(f.boards) for f in shards)
+
+
 def test_capture_names_stay_in_the_named_folder():
     assert safe_name("esp32-001") == "esp32-001"
     for evil in ("../../etc", "..", "a/b", "x\x00y", 'q"u'):
@@ -295,8 +305,9 @@ def test_cli_mistakes_are_one_line_errors(capsys):
     assert cli.main(["fleet"]) == 1
     assert cli.main(["fleet", "--broker", "localhost:notaport"]) == 1
     assert cli.main(["fleet", "--broker", f"127.0.0.1:{free_port()}", "--duration", "0"]) == 1
+    assert cli.main(["fleet", "--broker", "127.0.0.1:1", "--shard", "3/3"]) == 1
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 3 and all(line.startswith("lowwater: ") for line in err), err
+    assert len(err) == 4 and all(line.startswith("lowwater: ") for line in err), err
 
 
 def test_cli_captures_per_board_that_report_reads(broker, tmp_path, capsys):

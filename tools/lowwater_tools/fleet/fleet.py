@@ -77,7 +77,12 @@ def add_arguments(p):
         metavar="N",
         help="boards tracked at most (memory bound)",
     )
-    p.add_argument("--share", metavar="GROUP", help="subscribe as $share/GROUP (split the boards across processes)")
+    p.add_argument(
+        "--shard", metavar="K/N", help="track only boards with crc32(id) %% N == K (N processes split a fleet by board)"
+    )
+    p.add_argument(
+        "--share", metavar="GROUP", help="subscribe to tel as $share/GROUP (splits messages, not boards: see docs)"
+    )
     p.add_argument(
         "--demo",
         type=targs.count(1, 500, "a number of boards"),
@@ -102,6 +107,17 @@ def parse_broker(text: str) -> tuple[str, int]:
     if not 1 <= p <= 65535:
         raise UserError(f"--broker port out of range: {p}")
     return host, p
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    k, sep, n = str(text).partition("/")
+    try:
+        k, n = int(k), int(n)
+    except ValueError:
+        raise UserError(f"--shard wants K/N (e.g. 0/4), got {text!r}") from None
+    if not sep or n < 1 or not 0 <= k < n:
+        raise UserError(f"--shard wants K/N with 0 <= K < N, got {text!r}")
+    return k, n
 
 
 # ---------------------------------------------------------------- captures
@@ -360,11 +376,12 @@ def run(args) -> int:
 
         parse_listen(args.prometheus)  # a bad address fails before anything starts
     host, port = parse_broker(args.broker) if args.broker else ("127.0.0.1", 0)
+    shard = parse_shard(args.shard) if args.shard else (0, 1)
 
     started = []  # things to stop, last first
     captures = Captures(args.capture) if args.capture else None
     table = CsvTable(args.csv) if args.csv else None
-    fleet = Fleet(args.prefix, max_boards=args.max_boards, on_record=captures.add if captures else None)
+    fleet = Fleet(args.prefix, max_boards=args.max_boards, on_record=captures.add if captures else None, shard=shard)
     console = Console(highlight=False)
     err = Console(stderr=True, highlight=False)
     try:

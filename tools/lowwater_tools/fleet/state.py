@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import threading
 import time
+import zlib
 from dataclasses import dataclass, field
 
 from ..telemetry.lw1 import MAX_LINE, Record, parse_line
@@ -82,7 +83,7 @@ def _int(v):
 
 
 class Fleet:
-    def __init__(self, prefix: str = "lowwater", max_boards: int = DEFAULT_MAX_BOARDS, on_record=None):
+    def __init__(self, prefix: str = "lowwater", max_boards: int = DEFAULT_MAX_BOARDS, on_record=None, shard=(0, 1)):
         self.prefix = prefix.rstrip("/")
         self._parts = len(self.prefix.split("/"))
         self.max_boards = max_boards
@@ -90,6 +91,10 @@ class Fleet:
         self.counters = Counters()
         self.on_record = on_record  # on_record(board_id, payload_bytes, Record) for captures
         self.lock = threading.Lock()
+        # (k, n): track only boards with crc32(id) % n == k, so n fleet processes
+        # split a fleet by board (each sees every record of its boards).
+        self.shard = shard
+        self.skipped = 0  # messages of boards of other shards
 
     # -- input --------------------------------------------------------------
 
@@ -120,6 +125,10 @@ class Fleet:
             return
         b = self.boards.get(bid)
         if b is None:
+            k, n = self.shard
+            if n > 1 and zlib.crc32(bid.encode()) % n != k:
+                self.skipped += 1
+                return
             if len(self.boards) >= self.max_boards:
                 c.rejected += 1
                 return
