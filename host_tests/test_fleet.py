@@ -354,3 +354,22 @@ def test_cli_captures_per_board_that_report_reads(broker, tmp_path, capsys):
         assert rep["ended"] if "ended" in rep else True
     rows = (tmp_path / "fleet.csv").read_text().splitlines()
     assert rows[0].startswith("host_time,board,online") and len(rows) > 2
+
+
+def test_the_alert_rules_and_dashboard_in_the_docs_are_valid(tmp_path):
+    import re
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "fleet.md").read_text()
+    blocks = re.findall(r"```(\w+)\n(.*?)```", text, re.S)
+    dash = [json.loads(body) for lang, body in blocks if lang == "json"]
+    assert dash and dash[0]["panels"]
+    exprs = [t["expr"] for p in dash[0]["panels"] for t in p["targets"]]
+    assert all("lowwater_" in e for e in exprs)
+    rules = [body for lang, body in blocks if lang == "yaml" and "groups:" in body]
+    assert rules
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        pytest.skip("promtool not installed (Debian prometheus)")
+    (tmp_path / "rules.yml").write_text(rules[0])
+    r = subprocess.run([promtool, "check", "rules", str(tmp_path / "rules.yml")], capture_output=True, timeout=30)
+    assert r.returncode == 0, r.stdout + r.stderr

@@ -51,13 +51,18 @@ class FleetCollector:
             yield m
         level = GaugeMetricFamily("lowwater_level", "budget level: 0 ok, 1 warn, 2 critical", labels=["board"])
         online = GaugeMetricFamily("lowwater_online", "1 online, 0 offline or done (status topic)", labels=["board"])
+        ended = GaugeMetricFamily(
+            "lowwater_ended", "1 when the board ended cleanly (status done, end record)", labels=["board"]
+        )
         for r in rows:
+            ended.add_metric([r["id"]], 1.0 if r["ended"] else 0.0)
             if r["level"] in LEVELS:
                 level.add_metric([r["id"]], LEVELS[r["level"]])
             if r["online"] is not None:
                 online.add_metric([r["id"]], 1.0 if r["online"] else 0.0)
         yield level
         yield online
+        yield ended
         for name, key, doc in COUNTERS:
             m = CounterMetricFamily(name, doc, labels=["board"])
             for r in rows:
