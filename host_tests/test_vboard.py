@@ -287,8 +287,9 @@ def test_watchdog_resets_an_unfed_board_but_not_a_fed_one(vb):
     mpr(
         vb,
         "exec",
-        "import machine, time\nw = machine.WDT(timeout=1000)\n"
-        "for i in range(60):\n w.feed(); time.sleep_ms(20)\nprint('fed')",
+        # fed for 1.5 timeouts; a timeout of 2 s leaves room for a loaded host's stalls
+        "import machine, time\nw = machine.WDT(timeout=2000)\n"
+        "for i in range(150):\n w.feed(); time.sleep_ms(20)\nprint('fed')",
     )
     assert vb.wdt_reset_count == n
     hard_reset(vb)
