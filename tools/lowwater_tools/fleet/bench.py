@@ -11,9 +11,8 @@ published to the same broker by a unix-port process).
 
     python -m lowwater_tools.fleet.bench [--boards 10,50,200] [--rate 20] [--seconds 5] [--json]
 
-Boards are paced: unpaced, 200 busy processes on a 2-core machine starve the
-subscriber, which then falls behind and the broker drops (measured once: 67
-msg/s delivered, 442,600 dropped by Mosquitto at 200 boards).
+Boards are paced: 200 busy board processes on a 2-core machine starve the
+subscriber, which then falls behind and the broker drops (docs/fleet.md).
 """
 
 from __future__ import annotations
