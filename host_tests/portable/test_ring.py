@@ -571,3 +571,41 @@ def test_viper_chunk_stats_matches_the_plain_twin():
         _stats_py(src, n, width, b)
         assert list(a) == list(b), (step, width, off, n, list(a), list(b))
     ptest.assert_no_alloc(lambda: VIPER.chunk_stats(src, n, 2, a), 1000, "chunk_stats")
+
+
+def test_chunkring_fill_and_take_match_claim_commit_oldest_release():
+    a = ChunkRing(4, 3, overwrite=True)
+    b = ChunkRing(4, 3, overwrite=True)
+    k = [0]
+
+    def src(v):
+        k[0] += 1
+        v[0] = k[0]
+        return 1 + k[0] % 4
+
+    for step in range(20):
+        n = a.fill(src)
+        v = b.claim()
+        k[0] -= 1
+        b.commit(src(v))
+        assert n == b._lens[(b._rd + len(b) - 1) % 3]
+        if step % 3 == 2:  # leave some in the ring so it wraps and overwrites
+            continue
+        va = a.take()
+        assert va[0] == b.oldest()[0] and a.taken == b.oldest_len()
+        b.release()
+    assert (a.committed, a.dropped, len(a)) == (b.committed, b.dropped, len(b))
+    assert ChunkRing(4, 1).take() is None
+    full = ChunkRing(4, 1)
+    assert full.fill(src) >= 1 and full.fill(src) == -1  # full, no overwrite
+
+
+def test_chunkring_fill_and_take_allocate_nothing():
+    r = ChunkRing(256, 4, overwrite=True)
+    data = bytearray(256)
+
+    def rd(v):
+        v[:] = data
+        return 256
+
+    ptest.assert_no_alloc(lambda: r.fill(rd) and r.take(), 1000, "fill + take")

@@ -23,7 +23,7 @@ from lowwater._compat import ticks_diff, ticks_us
 from lowwater.budget import CRITICAL, OK, Budget
 from lowwater.config import load, scaled, validate
 from lowwater.pool import BlockPool
-from lowwater.process import WMAX, WMEAN, WMIN, ChunkStats, _smooth
+from lowwater.process import WCHUNKS, WMAX, WMEAN, WMIN, ChunkStats, _smooth, _stats
 from lowwater.ring import ChunkRing
 from lowwater.store import WeakStore
 from lowwater.telemetry import Telemetry
@@ -78,7 +78,6 @@ class Firmware:
         self._read = sensor.readinto  # bound once: no lookup per chunk
         self.ring = ChunkRing(p["chunk_size"], p["chunk_count"], overwrite=True)
         self.stats = ChunkStats(p["sensor"]["width"])
-        self._stats = self.stats._f  # the statistics function (viper or its twin)
         self._out = self.stats.out
         self._width = p["sensor"]["width"]
         # Processing buffer: the filtered copy of a chunk lives in a pool block,
@@ -98,7 +97,7 @@ class Firmware:
         # Handlers run in order: the store is shed first, then chunks are dropped.
         self.budget.on_pressure(self._shed_store)
         self.budget.on_pressure(self._pressure)
-        self.processed = 0
+        self._proc = 0  # chunks processed in closed windows; see processed
         self.errors = 0
         self.mem_errors = 0  # of errors: MemoryError (injected or real)
         self.lost = 0  # chunks taken from the ring whose processing raised (in dropped)
@@ -109,8 +108,9 @@ class Firmware:
         self._log_every = 0
         self._log_n = 0  # records appended since the last flush
         self._rec = bytearray(RECORD)
-        self.shedding = False
-        self._skip = False  # alternates while shedding: process every other chunk
+        # Shedding, in the one attribute step() reads: 0 = not shedding; while
+        # shedding it alternates 1 (process this chunk) and 2 (skip it).
+        self._skip = 0
         self._check_every = p["check_every"]
         self._n = p["check_every"]  # chunks left until the periodic point
         self.warn_free = warn
@@ -150,6 +150,24 @@ class Firmware:
         return self.ring.dropped + self.lost
 
     @property
+    def shedding(self):
+        """True while critical pressure drops every other chunk."""
+        return self._skip != 0
+
+    @shedding.setter
+    def shedding(self, on):
+        if not on:
+            self._skip = 0
+        elif not self._skip:
+            self._skip = 1
+
+    @property
+    def processed(self):
+        """Chunks processed: those of the closed windows plus the open one's
+        (counted by the statistics call itself, no counter in step())."""
+        return self._proc + self._out[WCHUNKS]
+
+    @property
     def produced(self):
         """Chunks acquired: the ring's committed count (one per good step)."""
         return self.ring.committed
@@ -166,15 +184,20 @@ class Firmware:
         if self._wdt is not None:
             self._wdt.feed()
         r = self.ring
-        r.commit(self._read(r.claim()))
-        if self._skip:
-            self._skip = False
+        r.fill(self._read)
+        v = self._skip
+        if v == 2:
+            self._skip = 1
         else:
-            self._skip = self.shedding
+            if v:
+                self._skip = 2
+            # 5 locals + a stack of 6: the frame's limit (11 words) exactly.
+            # processed is counted by the statistics call (out[WCHUNKS]).
             v = r.take()
-            v = _smooth(v, r.taken, self._width, self._blk)
-            self._stats(self._blk, v, self._width, self._out)
-            self.processed += 1
+            b = self._blk
+            w = self._width
+            v = _smooth(v, r.taken, w, b)
+            _stats(b, v, w, self._out)
         v = self._n - 1
         if v:
             self._n = v
@@ -187,8 +210,7 @@ class Firmware:
         v = r.take()
         if v is not None:
             v = _smooth(v, r.taken, self._width, self._blk)
-            self._stats(self._blk, v, self._width, self._out)
-            self.processed += 1
+            _stats(self._blk, v, self._width, self._out)
 
     def _period(self):
         # Every check_every chunks: the budget's periodic point, then the window.
@@ -202,6 +224,7 @@ class Firmware:
         # record and the flash log. Allocates nothing at default settings.
         if self.shedding and self.budget.level != CRITICAL:
             self.shedding = False
+        self._proc += self._out[WCHUNKS]
         self.stats.end_window()
         self.windows += 1
         w = self._sums[self.windows % len(self._sums)]

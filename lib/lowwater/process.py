@@ -15,7 +15,7 @@ _WMIN = const(4)
 _WMAX = const(5)
 _WSUM = const(6)
 _WCNT = const(7)
-_WCHUNKS = const(8)
+WCHUNKS = const(8)
 WMIN = const(9)
 WMAX = const(10)
 WMEAN = const(11)
@@ -89,7 +89,7 @@ class ChunkStats:
     @property
     def chunks(self):
         """Chunks added to the open window."""
-        return self.out[_WCHUNKS]
+        return self.out[WCHUNKS]
 
     def update(self, src, n):
         self._f(src, n, self.width, self.out)
@@ -98,7 +98,7 @@ class ChunkStats:
         """Close the window: its (min, max, mean) go to out[WMIN:WMEAN + 1] and a
         new window starts. Allocates nothing."""
         o = self.out
-        c = o[_WCHUNKS]
+        c = o[WCHUNKS]
         o[WMIN] = o[_WMIN] if o[_WCNT] else 0
         o[WMAX] = o[_WMAX]
         o[WMEAN] = o[_WSUM] // c if c else 0
@@ -106,7 +106,7 @@ class ChunkStats:
         o[_WMAX] = 0
         o[_WSUM] = 0
         o[_WCNT] = 0
-        o[_WCHUNKS] = 0
+        o[WCHUNKS] = 0
 
     def window(self):
         """(min, max, mean) of the window since the last call; resets the window."""

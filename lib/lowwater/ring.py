@@ -291,6 +291,35 @@ class ChunkRing:
             return self._lens[self._rd]
         return 0
 
+    def fill(self, readinto):
+        """claim(), readinto(view) and commit(n) in one call, n being what
+        readinto returned; returns n, or -1 when full (overwrite=False). If
+        readinto raises, nothing is claimed nor committed."""
+        n = self._n
+        if self._cl or n == self.count:
+            return self._fill_slow(readinto)
+        i = self._rd + n
+        if i >= self.count:
+            i -= self.count
+        if n >= self.high_water:
+            self.high_water = n + 1
+        n = readinto(self._views[i])
+        if not 0 <= n <= self.chunk_size:
+            raise ValueError("n out of range")
+        self._lens[i] = n
+        self._n += 1
+        self.committed += 1
+        return n
+
+    def _fill_slow(self, readinto):
+        # fill() when a slot is already claimed or the ring is full.
+        v = self.claim()
+        if v is None:
+            return -1
+        n = readinto(v)
+        self.commit(n)
+        return n
+
     def take(self):
         """oldest() and release() in one call: the view of the oldest committed
         chunk, already released, with its valid bytes in .taken; None when

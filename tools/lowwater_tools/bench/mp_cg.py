@@ -44,6 +44,7 @@ def _no_monitor(n):
 def _firmware(cfg, k):
     p = dict(config.load(cfg["profile"]))
     p["chunk_size"] = k
+    p["chunk_count"] = max(2, 4096 // k)  # a 4 KiB ring whatever the chunk (cost per chunk is the same)
     # Levels stay OK: the unix profile's warn_free (40 KiB) is above what a
     # 128 KiB heap has left after this script's imports, and at WARN every
     # check collects by design; the overhead measured is the steady state's.

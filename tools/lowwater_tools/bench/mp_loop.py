@@ -24,7 +24,7 @@ def _firmware(profile, **over):
     return Firmware(p, sensor=SimSensor(1), telemetry=Telemetry(enabled=False))
 
 
-def _no_monitor():
+def _no_monitor(n=None):
     return OK
 
 
@@ -53,7 +53,7 @@ def loop(cfg, profile):
     every = profile["check_every"]
     # Heap bytes per chunk. Without the periodic check: check_every huge (no
     # budget check, no window report within the run).
-    fw = _firmware(profile, check_every=1 << 29)
+    fw = _firmware(profile, check_every=1000000)
     fw.run(64)
     res["heap_per_chunk_nocheck"] = _bt.heap_per_call([(fw.step, None)], cfg["heap_chunks"])[0]
     fw = None
@@ -72,7 +72,7 @@ def loop(cfg, profile):
     fw = None
     gc.collect()
     # Budget overhead: the same firmware with and without the monitor. Without
-    # = Budget.tick replaced on the instance by a no-op; everything else (the
+    # = Budget.due replaced on the instance by a no-op; everything else (the
     # ring, processing, the window report every check_every chunks) is
     # unchanged. A third firmware, identical to the first, is the A/A control:
     # its ratio to the first shows the noise floor. The three are interleaved
@@ -80,7 +80,7 @@ def loop(cfg, profile):
     # repetition), so a burst of machine noise hits all three; a repetition
     # runs whole check periods, so each has its checks.
     fws = [_firmware(profile), _firmware(profile), _firmware(profile)]
-    fws[1].budget.tick = _no_monitor
+    fws[1].budget.due = _no_monitor
     k = max(1, cfg["loop_chunks"] // every) * every
     for f in fws:
         f.run(2 * every)
