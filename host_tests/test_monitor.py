@@ -450,3 +450,12 @@ def test_make_run_on_the_virtual_board_prints_boot_and_ends_neutral():
     assert "boots 1" in text  # the live panel counted the boot
     tail = raw[raw.index("lowwater monitor: /dev/") :]
     assert "\x1b[31m" not in tail and "\x1b[1;31m" not in tail  # no red in the summary
+
+
+def test_reset_without_a_prompt_gives_up_and_shows_the_records(boards_):
+    board = boards_().serve(SESSION1[SESSION1.index(b"LW1 mem") :], hold=10)  # no REPL: never a `>>> `
+    p = monitor("--port", board.url, "--reset", "--reset-timeout", 0.5, "--duration", 2)
+    assert p.returncode == 0, p.stderr
+    assert "no REPL prompt within 0.5 s: the board was not reset" in p.stderr
+    assert "records: 4 lvl=1 mem=2 stat=1" in p.stdout  # held while waiting, then shown
+    assert "boot record: no" in p.stdout

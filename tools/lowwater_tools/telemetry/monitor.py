@@ -213,7 +213,7 @@ def run(args) -> int:
                         if reset is not None:
                             reset.seen(ser, view, b"")
                             if reset.failed:
-                                ses.hold = False
+                                ses.release()
                         _wait_readable(ser, WAIT)
                         continue
                 except (serial.SerialException, OSError) as e:
@@ -234,8 +234,11 @@ def run(args) -> int:
                 if reset is not None:
                     reset.seen(ser, view, data)
                     if reset.failed:
-                        ses.hold = False
+                        ses.release()
             ses.flush()
+            if ses.hold:  # no boot record came after all: show what there was
+                view.note("no boot record after the reset: showing the records seen before it")
+                ses.release()
             if reason is None:
                 took = time.monotonic() - start
                 if stop.count:

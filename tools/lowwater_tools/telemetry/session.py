@@ -13,11 +13,15 @@ Files are opened before any data arrives, so a bad path is a UserError at once.
 
 from __future__ import annotations
 
+import collections
 import time
 
 from lowwater_tools.errors import UserError
 from lowwater_tools.telemetry.live import LiveView
 from lowwater_tools.telemetry.lw1 import CsvLog, Parser
+
+
+HELD = 4096  # records held back while waiting for the boot record (monitor --reset)
 
 
 class Session:
@@ -52,6 +56,7 @@ class Session:
         # capture and CSV only: they are the previous run's last words (its `end`
         # when Ctrl-C stopped it), not part of the run being watched.
         self.hold = False
+        self.held: collections.deque = collections.deque(maxlen=HELD)
         self.view = view or LiveView(profile=profile, quiet=quiet, title=title, word_bits=word_bits)
 
     def feed(self, data: bytes, now: float | None = None) -> None:
@@ -76,12 +81,26 @@ class Session:
                 if rec.kind != "boot":
                     if self.csvlog:
                         self.csvlog.add(rec)
+                    self.held.append(rec)
                     continue
                 self.hold = False
+                self.held.clear()
             if self.series is not None:
                 self.series.add(rec)
             if self.csvlog:
                 self.csvlog.add(rec)
+            self.view.add(rec)
+
+    def release(self) -> None:
+        """Stop holding (the reset did not happen): the held records are shown and
+        summed after all (the last HELD of them)."""
+        if not self.hold:
+            return
+        self.hold = False
+        held, self.held = list(self.held), collections.deque(maxlen=HELD)
+        for rec in held:
+            if self.series is not None:
+                self.series.add(rec)
             self.view.add(rec)
 
     def result(self) -> dict:
