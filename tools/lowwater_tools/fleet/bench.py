@@ -64,7 +64,7 @@ def heap_per_record(port: int) -> dict:
         script.write_text(HEAP_PROBE % port)
         # lib/ as .mpy for x64, as a board gets it (build/fleet-mpy)
         r = launch.run([str(script)], 256 * 1024, lib=mpy_lib(), timeout=60)
-    out = {}
+    out: dict = {}
     for line in r.out.splitlines():
         if line.startswith("KEEP "):
             _, imp, pub = line.split()

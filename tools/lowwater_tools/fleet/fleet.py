@@ -20,6 +20,7 @@ import threading
 import time
 from collections import OrderedDict
 from pathlib import Path
+from typing import BinaryIO
 
 from rich.console import Console
 from rich.live import Live
@@ -110,9 +111,9 @@ def parse_broker(text: str) -> tuple[str, int]:
 
 
 def parse_shard(text: str) -> tuple[int, int]:
-    k, sep, n = str(text).partition("/")
+    ks, sep, ns = str(text).partition("/")
     try:
-        k, n = int(k), int(n)
+        k, n = int(ks), int(ns)
     except ValueError:
         raise UserError(f"--shard wants K/N (e.g. 0/4), got {text!r}") from None
     if not sep or n < 1 or not 0 <= k < n:
@@ -151,7 +152,7 @@ class Captures:
     def __init__(self, pattern: str, max_open: int = 128):
         self.pattern = pattern
         self.max_open = max_open
-        self.files: OrderedDict[str, object] = OrderedDict()
+        self.files: OrderedDict[str, BinaryIO] = OrderedDict()
         self.paths: dict[str, Path] = {}
         parent = Path(pattern).parent
         if not parent.is_dir():
@@ -159,23 +160,24 @@ class Captures:
 
     def add(self, board: str, payload: bytes, rec) -> None:
         f = self.files.get(board)
-        if f is None:
-            path = self.paths.get(board)
-            mode = "ab"
-            if path is None:
-                path = self.paths[board] = capture_path(self.pattern, board)
-                mode = "wb"
-            if len(self.files) >= self.max_open:
-                _, old = self.files.popitem(last=False)
-                old.close()
-            try:
-                f = open(path, mode)
-            except OSError:
-                return
-            self.files[board] = f
-        else:
+        if f is not None:
             self.files.move_to_end(board)
-        f.write(payload + b"\n")
+            f.write(payload + b"\n")
+            return
+        path = self.paths.get(board)
+        mode = "ab"
+        if path is None:
+            path = self.paths[board] = capture_path(self.pattern, board)
+            mode = "wb"
+        if len(self.files) >= self.max_open:
+            _, old = self.files.popitem(last=False)
+            old.close()
+        try:
+            nf: BinaryIO = open(path, mode)  # type: ignore[assignment]
+        except OSError:
+            return
+        self.files[board] = nf
+        nf.write(payload + b"\n")
 
     def flush(self):
         for f in self.files.values():
@@ -298,7 +300,7 @@ def render(rows: list[dict], totals: dict, now: float, title: str, max_rows: int
         ("rec/s", "right"),
         ("lost", "right"),
     ):
-        t.add_column(col, justify=just, no_wrap=True)
+        t.add_column(col, justify="left" if just == "left" else "right", no_wrap=True)
     # Trouble first: offline, then critical, warn; then by id.
     order = {"critical": 0, "warn": 1}
     shown = sorted(rows, key=lambda r: (not r["offline"] or r["ended"], order.get(r["level"], 2), r["id"]))
@@ -313,7 +315,7 @@ def render(rows: list[dict], totals: dict, now: float, title: str, max_rows: int
             state = Text("online" if r["online"] else "?", style="green" if r["online"] else "dim")
         lvl = r["level"] or "-"
         lw = r["lw"]
-        lw_style = None
+        lw_style = ""
         if lw is not None and r["min"] is not None and lw < r["min"]:
             lw_style = "bold red"
         elif lw is not None and r["warn"] is not None and lw < r["warn"]:
@@ -323,13 +325,13 @@ def render(rows: list[dict], totals: dict, now: float, title: str, max_rows: int
             Text(r["id"][:40]),
             _ago(now, r["last_seen"]),
             state,
-            Text(lvl, style=LEVEL_STYLE.get(lvl)),
+            Text(lvl, style=LEVEL_STYLE.get(lvl) or ""),
             f"{_b(r['free'])} / {_b(r['heap'])}",
             Text(_b(lw), style=lw_style),
             f"{_b(r['warn'])}/{_b(r['min'])}",
             _b(r["gc_us"]),
             f"{r['rate']:.1f}",
-            Text(str(lost), style="red" if lost else None),
+            Text(str(lost), style="red" if lost else ""),
         )
     return t
 
