@@ -13,7 +13,7 @@ import pytest
 from lowwater_tools import boards
 from lowwater_tools.bench import driver
 
-TIMEOUT = 120  # --quick takes a few seconds; bounded anyway
+TIMEOUT = 420  # --quick: a minute or two (callgrind runs 22 short cases); bounded anyway
 
 RING_VARIANTS_MP = ("viper", "twin", "chunk", "deque", "list")  # against RingIO
 RING_VARIANTS_PY = ("twin", "chunk")  # against collections.deque
@@ -39,7 +39,11 @@ def expected_ids() -> set[str]:
         "budget.control",
     }
     ids |= {f"gc.{b}" for b in boards.names()}
-    ids |= {f"pool.{p}.{pct}" for p in ("blockpool", "sizeclass") for pct in (10, 50, 90)}
+    ids |= {f"pool.{p}.{pct}" for p in ("blockpool", "sizeclass", "heap") for pct in (10, 50, 90)}
+    ids |= {f"ring.pattern.{p}.{v}.{k}" for p in ("stream", "odd") for v in ("viper", "twin") for k in driver.CHUNKS}
+    ids |= {f"cg.step_ratio.{k}" for k in driver.CHUNKS}
+    ids |= {f"cg.budget.{h}" for h in driver.CG_HEAPS}
+    ids |= {"cg.tutorial"}
     ids |= {
         "cold.first_chunk.py",
         "cold.first_chunk.mpy",
@@ -64,6 +68,11 @@ GOAL_ROWS = {
     "heap.ring.chunk",
     "heap.loop.nocheck",
     "budget.overhead",
+    "heap.loop.default",
+    "heap.loop.window",
+    *(f"cg.step_ratio.{k}" for k in driver.CHUNKS),
+    *(f"cg.budget.{h}" for h in driver.CG_HEAPS),
+    *(f"ring.pattern.{p}.{v}.{k}" for p in ("stream", "odd") for v in ("viper", "twin") for k in driver.CHUNKS),
 }
 
 

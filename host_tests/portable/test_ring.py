@@ -609,3 +609,25 @@ def test_chunkring_fill_and_take_allocate_nothing():
         return 256
 
     ptest.assert_no_alloc(lambda: r.fill(rd) and r.take(), 1000, "fill + take")
+
+
+def test_viper_copies_at_every_relative_alignment():
+    # The shift-and-or word path (source and destination not co-aligned) and
+    # the co-aligned one, against the twin, for every offset pair and size.
+    if VIPER is None:
+        ptest.skip("no viper emitter on this runtime")
+    back = bytearray(ptest.Rand(3).bytes(120))
+    for so in range(4):
+        for do in range(4):
+            for n in (1, 7, 8, 9, 15, 16, 17, 31, 33, 47, 64, 80):
+                for pre in (0, 1, 2, 3, 50):
+                    a = ByteRing(96, fast=True)
+                    b = ByteRing(96, fast=False)
+                    for r in (a, b):
+                        r.write(back[:pre])
+                        r.readinto(bytearray(pre))  # read offset now at pre
+                        r.write(memoryview(back)[so : so + n])
+                    da = bytearray(n + 4)
+                    db = bytearray(n + 4)
+                    assert a.readinto(memoryview(da)[do : do + n]) == b.readinto(memoryview(db)[do : do + n]) == n
+                    assert da == db, (so, do, n, pre)

@@ -101,6 +101,28 @@ def write(self, buf) -> int:
                     ptr32(d)[0] = ptr32(s)[0]
                     d += 4
                     s += 4
+            else:
+                # Not co-aligned: align the destination, then build each
+                # aligned destination word from two aligned source words
+                # (shift and or). Every word access stays aligned; the last
+                # source word read lies in the same aligned word as a byte
+                # copied, never past it.
+                while d & 3:
+                    ptr8(d)[0] = ptr8(s)[0]
+                    d += 1
+                    s += 1
+                sh = uint((s & 3) << 3)
+                sl = uint(32) - sh
+                a = s & -4
+                x = uint(ptr32(a)[0])
+                w = d + ((e - d) & -4)
+                while d != w:
+                    a += 4
+                    y = uint(ptr32(a)[0])
+                    ptr32(d)[0] = (x >> sh) | (y << sl)
+                    x = y
+                    d += 4
+                s = a + int(sh >> 3)
         while d != e:
             ptr8(d)[0] = ptr8(s)[0]
             d += 1
@@ -168,6 +190,28 @@ def readinto(self, buf) -> int:
                     ptr32(d)[0] = ptr32(s)[0]
                     d += 4
                     s += 4
+            else:
+                # Not co-aligned: align the destination, then build each
+                # aligned destination word from two aligned source words
+                # (shift and or). Every word access stays aligned; the last
+                # source word read lies in the same aligned word as a byte
+                # copied, never past it.
+                while d & 3:
+                    ptr8(d)[0] = ptr8(s)[0]
+                    d += 1
+                    s += 1
+                sh = uint((s & 3) << 3)
+                sl = uint(32) - sh
+                a = s & -4
+                x = uint(ptr32(a)[0])
+                w = d + ((e - d) & -4)
+                while d != w:
+                    a += 4
+                    y = uint(ptr32(a)[0])
+                    ptr32(d)[0] = (x >> sh) | (y << sl)
+                    x = y
+                    d += 4
+                s = a + int(sh >> 3)
         while d != e:
             ptr8(d)[0] = ptr8(s)[0]
             d += 1

@@ -58,7 +58,7 @@ SETTINGS = {
         "gc": {"samples": 20, "gap": 4},
         "pool": {"ops_ff": 10, "ops_pool": 200, "reps_factor": 1},
         "cold": {"reps_div": 1},
-        "cg": {"n": 4096, "warm": 512},
+        "cg": {"n": 256, "warm": 512},
     },
 }
 
@@ -67,6 +67,7 @@ GOAL_VIPER_256 = 0.40
 GOAL_VIPER_64 = 0.25
 GOAL_TWIN_256 = 0.20
 GOAL_BUDGET = 1.03  # monitored / unmonitored loop time
+GOAL_PATTERN = {"viper": 0.40, "twin": 0.20}  # every access pattern and chunk size (issue 12)
 GOAL_BUDGET_PCT = 3.0  # monitor overhead in instructions (issue 12)
 GOAL_STEP = 1.6  # Firmware.step / minimal loop, instructions (issue 12)
 CG_HEAPS = (131072, 524288, 2097152)  # the budget overhead's heaps
@@ -313,6 +314,7 @@ class Bench:
             "reps": self.reps * self.s["ring"]["reps_factor"],
             "op_chunk": 256,
             "op_cap": 4096,
+            "pattern_cap": 4096,
             **self.s["ring"],
         }
         self.log("rings on the unix port")
@@ -348,6 +350,27 @@ class Bench:
                         at_least=at_least,
                         detail=f"{mbs:.0f} MB/s",
                     )
+        # access patterns (unix port): stream and odd, byte rings vs RingIO
+        section = (
+            "Ring access patterns, unix port, relative to micropython.RingIO (higher is faster): "
+            "fill-drain is the throughput above; stream keeps half the ring resident and reads "
+            "each chunk back in two reads of other sizes; odd writes/reads k-1 bytes at odd offsets"
+        )
+        for pr in mp.get("patterns", []):
+            t = pr["times_us"]
+            k = pr["chunk"]
+            for v in ("viper", "twin"):
+                if v not in t or "ringio" not in t:
+                    continue
+                goal = GOAL_PATTERN[v]
+                self.ratio_row(
+                    f"ring.pattern.{pr['pattern']}.{v}.{k}",
+                    section,
+                    f"{VARIANT_NAMES[v]}, {pr['pattern']}, {k} B chunks, {pr['cap'] // 1024} KiB ring",
+                    ratios(t["ringio"], t[v]),
+                    goal=f">= {goal:.2f}x",
+                    at_least=goal,
+                )
         # heap per chunk in the throughput loop (unix port)
         section = "Heap bytes per chunk, unix port (micropython.mem_total delta; write + read of one chunk)"
         for v in mp["variants"]:
@@ -587,6 +610,10 @@ class Bench:
             f"Allocators: alloc+free of a {res['size']} B block, arena of {res['blocks']} blocks; "
             "FirstFit time / pool time (higher: the pool is faster)"
         )
+        heap_section = (
+            f"Allocators: MicroPython's own allocator (bytearray({res['size']}) per alloc, dropped; "
+            "gc cost amortised) time / pool time (below 1: the heap is faster)"
+        )
         for lvl in res["levels"]:
             t = lvl["us_per_pair"]
             pct = round(lvl["fill"] * 100)
@@ -602,6 +629,19 @@ class Bench:
                         f"{lvl['heap_per_pair'].get(pool, 0):g} B"
                     ),
                 )
+        for lvl in res["levels"]:
+            t = lvl["us_per_pair"]
+            pct = round(lvl["fill"] * 100)
+            self.ratio_row(
+                f"pool.heap.{pct}",
+                heap_section,
+                f"bytearray({res['size']}) vs BlockPool at {pct}% full",
+                ratios(t["heap"], t["blockpool"]),
+                detail=(
+                    f"bytearray {median(t['heap']):.2f} us, BlockPool {median(t['blockpool']):.2f} us per pair; "
+                    f"heap/op {lvl['heap_per_pair'].get('heap', 0):g} B vs 0 B"
+                ),
+            )
 
     def cold(self):
         # .mpy files in a private directory: runs side by side never share one

@@ -24,6 +24,13 @@ def _pairs_ff(ff, size, n):
         f(a(size))
 
 
+def _pairs_heap(p, size, n):
+    # MicroPython's own allocator: a new bytearray per "alloc", dropped at once
+    # ("free"); the collections it triggers are part of the time (amortised).
+    for _ in range(n):
+        bytearray(size)
+
+
 def _pairs_block(p, size, n):
     a = p.alloc
     f = p.free
@@ -60,6 +67,7 @@ def main():
             "firstfit": (_pairs_ff, ff, cfg["ops_ff"]),
             "blockpool": (_pairs_block, bp, cfg["ops_pool"]),
             "sizeclass": (_pairs_class, sp, cfg["ops_pool"]),
+            "heap": (_pairs_heap, None, cfg["ops_pool"]),
         }
         times = {}
         heap = {}

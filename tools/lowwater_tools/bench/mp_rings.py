@@ -158,6 +158,60 @@ def throughput(cfg):
     return out
 
 
+# -- access patterns (issue 12): the byte rings only (RingIO, ByteRing) --------
+# - stream: the ring keeps half its capacity resident; each round writes one
+#   k-byte chunk and reads it back as two reads of different sizes (k//3 and
+#   the rest), so read and write offsets move through every alignment and the
+#   copies wrap at the end of the buffer all the time;
+# - odd: writes of k-1 bytes from an odd offset of the source, read back as
+#   two reads of odd offsets and sizes (no co-aligned copy).
+
+
+def _pattern(w, r, src, d1, d2, n):
+    for _ in range(n):
+        w(src)
+        r(d1)
+        r(d2)
+
+
+def patterns(cfg):
+    names = [v for v in variants() if v in ("ringio", "viper", "twin")]
+    cap = cfg["pattern_cap"]
+    out = []
+    for k in cfg["chunks"]:
+        n = max(1, cfg["per_sample"] * 4 // max(k // 64, 1))
+        base = bytearray(k + 1)
+        for i in range(k + 1):
+            base[i] = (i * 7) & 0xFF
+        mv = memoryview(base)
+        dbuf = bytearray(k + 1)
+        dv = memoryview(dbuf)
+        cases = {
+            "stream": (mv[:k], dv[: k // 3], dv[k // 3 : k]),
+            "odd": (mv[1:k], dv[1 : k // 2], dv[k // 2 : k]),
+        }
+        for pat in ("stream", "odd"):
+            src, d1, d2 = cases[pat]
+            objs = {}
+            for name in names:
+                obj = _make(name, cap, k)[1]
+                if pat == "stream":
+                    obj.write(bytearray(cap // 2))  # resident data
+                objs[name] = obj
+                _pattern(obj.write, obj.readinto, src, d1, d2, 3)  # warm-up
+            times = {name: [] for name in names}
+            for rep in range(cfg["reps"]):
+                for name in _bt.order(names, rep):
+                    obj = objs[name]
+                    t0 = _bt.ticks_us()
+                    _pattern(obj.write, obj.readinto, src, d1, d2, n)
+                    times[name].append(_bt.ticks_diff(_bt.ticks_us(), t0))
+            out.append({"pattern": pat, "chunk": k, "cap": cap, "chunks": n, "times_us": times})
+            objs = None
+            gc.collect()
+    return out
+
+
 def _empty(a=None):
     pass
 
@@ -199,7 +253,10 @@ def per_op(cfg):
 
 def main():
     cfg = _bt.args()
-    _bt.emit({"variants": variants(), "throughput": throughput(cfg), "per_op": per_op(cfg)})
+    res = {"variants": variants(), "throughput": throughput(cfg), "per_op": per_op(cfg)}
+    if _bt.MICROPYTHON:
+        res["patterns"] = patterns(cfg)
+    _bt.emit(res)
 
 
 main()
