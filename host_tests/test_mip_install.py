@@ -13,14 +13,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-import subprocess
 
 import pytest
 
+import clients
 from lowwater_tools import boards
 from lowwater_tools.boardio import packages
 from lowwater_tools.reliability import soak
-from lowwater_tools.paths import BOARDS, LIB, ROOT, tool_exe
+from lowwater_tools.paths import BOARDS, LIB, ROOT
 
 try:
     from lowwater_tools.vboard import VirtualBoard
@@ -38,15 +38,7 @@ BASE, OPT_IN = PACKAGES[0], PACKAGES[1:]
 
 
 def mpr(port: str, *args: str) -> str:
-    r = subprocess.run(
-        [tool_exe("mpremote"), "connect", port, *args],
-        capture_output=True,
-        text=True,
-        timeout=T,
-        stdin=subprocess.DEVNULL,
-    )
-    assert r.returncode == 0, r.stdout + r.stderr
-    return r.stdout
+    return clients.mpr(port, *args, timeout=T)
 
 
 def board_lines(out: str, tag: str) -> list[str]:

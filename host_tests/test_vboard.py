@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import serial
 
+from clients import mpr
 from lowwater_tools import boards
 from lowwater_tools.errors import UserError
 from lowwater_tools.paths import micropython_exe, tool_exe
@@ -21,20 +22,6 @@ from lowwater_tools.vboard import HARD_RESET_LINE, SOFT_REBOOT, WDT_RESET_LINE, 
 pytestmark = pytest.mark.timeout(120)
 
 T = 30  # s: bound for one tool call
-
-
-def mpr(target, *args, ok=True, timeout=T) -> str:
-    port = target if isinstance(target, str) else target.port
-    r = subprocess.run(
-        [tool_exe("mpremote"), "connect", port, *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        stdin=subprocess.DEVNULL,
-    )
-    if ok:
-        assert r.returncode == 0, r.stdout + r.stderr
-    return r.stdout if ok else r
 
 
 def ampy(vb, *args, timeout=T) -> str:

@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import ast
 import datetime
-import subprocess
 import time
 
 import pytest
 import serial
 from rshell import pyboard as rshell_pyboard
 
+from clients import mpr, run
 from lowwater_tools.paths import tool_exe
 from lowwater_tools.vboard import SOFT_REBOOT, WDT_RESET_LINE, VirtualBoard
 
@@ -26,16 +26,6 @@ pytestmark = pytest.mark.timeout(180)
 
 T = 30  # s: bound for one tool call
 ALL = bytes(range(256)) * 4  # every byte value, \n and \r included, 1 KiB
-
-
-def run(*argv, timeout=T) -> str:
-    r = subprocess.run(list(argv), capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
-    assert r.returncode == 0, r.stdout + r.stderr
-    return r.stdout
-
-
-def mpr(vb, *args, timeout=T) -> str:
-    return run(tool_exe("mpremote"), "connect", vb.port, *args, timeout=timeout)
 
 
 def rshell(vb, *cmd, timeout=T) -> str:
