@@ -41,6 +41,8 @@ _OPTIONAL = (
     ("log_files", int, 2, 64),
     ("description", str, 0, 200),
     ("heap_source", str, 0, 200),
+    ("mpy_arch", str, 1, 16),  # mpy-cross -march of the board (lowwater mpy, deploy --mpy)
+    ("cpu_hz", int, 1000000, 1000000000),  # CPU clock the virtual board reports (machine.freq)
 )
 _SENSOR = (("seed", int, 0, 0x3FFFFFFF), ("rate_hz", int, 1, 1000000), ("width", int, 1, 2))
 _FAMILIES = ("unix", "esp32", "rp2040")

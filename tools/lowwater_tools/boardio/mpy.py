@@ -58,12 +58,15 @@ def run(args) -> int:
     if args.board:
         from lowwater_tools import boards
 
-        family = boards.load(args.board)["family"]
-        arch = mpybuild.BOARD_ARCHS.get(family)
+        prof = boards.load(args.board)
+        arch = prof.get("mpy_arch")  # a board fact: boards/NAME.json
         if arch is None:
-            raise UserError(f"no known mpy-cross arch for board family {family!r}; give --arch")
+            raise UserError(f"board profile {prof['name']!r} has no mpy_arch; give --arch")
     out = args.out.resolve()
-    files = mpybuild.build(out, mpy_version=args.bytecode, arch=arch)
+    try:
+        files = mpybuild.build(out, mpy_version=args.bytecode, arch=arch)
+    except OSError as e:  # --out under a file, a read-only or full disk
+        raise UserError(f"cannot write {e.filename or out}: {e.strerror or e}") from None
     total = sum(f.stat().st_size for f in files)
     ver = args.bytecode or f"{have[0]}.{have[1]}"
     shown = out.relative_to(ROOT) if out.is_relative_to(ROOT) else out

@@ -40,7 +40,6 @@ ARCHS = (
     "rv32imc",
     "rv64imc",
 )
-BOARD_ARCHS = {"rp2040": "armv6m", "esp32": "xtensawin", "unix": "x64"}
 DEFAULT_OUT = ROOT / "build" / "mpy"
 PACKAGE_JSON = ROOT / "package.json"
 FIRMWARE_JSON = ROOT / "package-firmware.json"

@@ -67,7 +67,6 @@ _SIGINT_GAP = 0.25  # s: a second SIGINT this soon could kill the unix port (it 
 BOOT_RESERVE = 16384
 _INTR_WAIT = 0.5  # s: a Ctrl-C waits at most this long for code to start (or a prompt)
 _HOLD_MAX = 0.02  # s: output that looks like the start of a raw frame header waits at most this long
-_FREQ = {"esp32": 240_000_000, "rp2040": 125_000_000, "unix": 100_000_000}
 
 _live: set = set()
 
@@ -376,7 +375,7 @@ class VirtualBoard:
                 cause,
                 str(ctl_w),
                 self.board,
-                str(_FREQ.get(self.profile["family"], 100_000_000)),
+                str(self.profile.get("cpu_hz", 100_000_000)),
                 str(self.rtc_offset),
             ],
             self.heap + BOOT_RESERVE,
