@@ -96,8 +96,8 @@ def _inject(fw, point, fault):
     elif point == "ring":
         faults.inject(fw.ring, "take", fault)
         faults.inject(fw.ring, "commit", fault)
-    elif point == "stats":
-        faults.inject(fw, "_stats", fault)
+    elif point == "stats" and hasattr(fw, "_stats"):
+        faults.inject(fw, "_stats", fault)  # bound at init (else app._stats: _case)
     elif point == "store":
         fw.store = faults.Faulty(fw.store, fault, ("__setitem__", "pop"))
     elif point == "budget":
@@ -122,22 +122,26 @@ def _case(point, exc, arg, every, times):
     try:
         fw, out = _firmware(d)
         fault = faults.Fault(exc, arg, every=every, times=times)
-        if point == "smoothing":
-            saved = app._smooth
-            orig = saved
+        # step() calls the smoothing filter (and, in some versions, the
+        # statistics) as module globals of lowwater.app: patched there.
+        name = {"smoothing": "_smooth", "stats": "_stats"}.get(point)
+        if name and (point == "smoothing" or not hasattr(fw, "_stats")):
+            saved = getattr(app, name)
 
-            def smooth(*args):
+            def wrapped(*args):
                 fault.check()
-                return orig(*args)
+                return saved(*args)
 
-            app._smooth = smooth
+            setattr(app, name, wrapped)
+        else:
+            name = None
         try:
             _inject(fw, point, fault)
             assert fw.run(CHUNKS) == CHUNKS
             rep = fw.finish()
         finally:
-            if point == "smoothing":
-                app._smooth = saved
+            if name:
+                setattr(app, name, saved)
         if fw.log is not None:
             fw.log.close()
     finally:

@@ -129,6 +129,29 @@ def test_garbage_and_impossible_counts_are_counted():
     _accounting_holds(fw, sink, rep)
 
 
+_SAVED = {}
+
+
+def _inject_stats(fw, fault):
+    # The statistics: fw._stats (bound at init) or, in versions whose step()
+    # calls it as a module global, app._stats; _restore_stats() undoes that.
+    if hasattr(fw, "_stats"):
+        faults.inject(fw, "_stats", fault)
+        return
+    orig = _SAVED.setdefault("_stats", app._stats)
+
+    def stats(*args):
+        fault.check()
+        return orig(*args)
+
+    app._stats = stats
+
+
+def _restore_stats():
+    if "_stats" in _SAVED:
+        app._stats = _SAVED.pop("_stats")
+
+
 def _inject(fw, where, fault):
     # Where the current firmware calls each (lowwater.app: step() reads through
     # fw._read and computes through fw._stats, bound at init; the pool block is
@@ -136,7 +159,7 @@ def _inject(fw, where, fault):
     if where == "sensor":
         faults.inject(fw, "_read", fault)
     elif where == "processing":
-        faults.inject(fw, "_stats", fault)
+        _inject_stats(fw, fault)
     elif where == "ring":
         faults.inject(fw.ring, "take", fault)
     elif where == "telemetry":
@@ -152,10 +175,13 @@ def test_memory_error_at_every_allocation_point_is_survived():
         fw, sink = _firmware(source=FakeSource(10**6), check_every=8, store_items=64)
         fault = faults.Fault(MemoryError, every=5)
         _inject(fw, where, fault)
-        assert fw.run(240) == 240, where
-        fault.enabled = False  # the pressure ends
-        fw.run(64)
-        rep = fw.finish()
+        try:
+            assert fw.run(240) == 240, where
+            fault.enabled = False  # the pressure ends
+            fw.run(64)
+            rep = fw.finish()
+        finally:
+            _restore_stats()
         assert fault.fired > 0, where
         assert fw.mem_errors == fault.fired, (where, fw.mem_errors, fault.fired)
         assert fw.errors == fault.fired, where
@@ -175,8 +201,11 @@ def test_memory_error_forces_a_budget_check_and_sheds_at_once():
     fw.run(10)
     assert fw.budget.checks == 0
     src.free_bytes = 1  # memory is gone; the next failing allocation finds out
-    faults.inject(fw, "_stats", faults.Fault(MemoryError, after=5, times=1))
-    fw.run(20)
+    _inject_stats(fw, faults.Fault(MemoryError, after=5, times=1))
+    try:
+        fw.run(20)
+    finally:
+        _restore_stats()
     assert fw.budget.checks == 1 and fw.budget.level == CRITICAL and fw.shedding
     assert sink.records("shed")
 
