@@ -13,6 +13,7 @@
 # unix port).
 MODULES = {
     "_compat": "",
+    "_keyindex": "",
     "_packages": "",
     "_viper": "",
     "app": "",

@@ -3,14 +3,9 @@
 # Entries may vanish at any time (LRU eviction past a bound, shed() under memory
 # pressure) unless pinned. Layout: parallel per-slot arrays forming a circular
 # doubly linked recency list whose slot 0 is the sentinel (_next[0] = oldest,
-# _prev[0] = newest; free slots chain through _next), and an index key -> slot:
-# an open-addressing table (array('i'), linear probing, at most half full)
-# whose deletions shift entries back instead of leaving tombstones. A dict
-# would do on CPython, but MicroPython's dict probes linearly from hash(k) = k
-# for an int: a store keyed by consecutive numbers (window 1, 2, 3 ...) that
-# evicts the oldest ones fills its table with tombstones, so an insert probed
-# longer and longer and the table was rebuilt (allocated) now and then. Here
-# insert, lookup and delete are O(1) expected whatever the keys and the age.
+# _prev[0] = newest; free slots chain through _next), and an index key -> slot
+# (lowwater._keyindex: no dict, no tombstones), so insert, lookup and delete
+# are O(1) expected whatever the keys and the store's age.
 #
 # Allocation (unix port, tested): get / [] / in / set / pop / del and calling a
 # ref handle on a present key allocate nothing with max_items (the index is
@@ -23,12 +18,12 @@ import sys
 from array import array
 
 from lowwater._compat import const
+from lowwater._keyindex import KeyIndex
 
 _GEN_MASK = const(0x3FFFFFFF)  # generations wrap here: stay small ints on 32-bit
 _NO_LIMIT = const(0x3FFFFFFF)
 _WARN_DIV = const(4)  # on_pressure("warn") sheds at least nbytes // 4
 _DEPTH = const(3)  # estimate() descends this many container levels
-_HMASK = const(0x3FFFFFFF)  # hashes kept per slot: small ints on any board
 
 # The size model is the MicroPython heap's: a GC block is 4 words.
 _W = 8 if sys.maxsize > 0xFFFFFFFF else 4
@@ -103,7 +98,7 @@ class Ref:
 
     def __call__(self):
         st = self._s
-        s = st._find(self._k)
+        s = st._ix.find(self._k)
         if s and st._gen[s] == self._g:
             st.hits += 1
             st._touch(s)
@@ -141,10 +136,7 @@ class WeakStore:
         self._size = array("i", z)
         self._pins = array("i", z)
         self._gen = array("i", z)
-        self._h = array("i", z)  # hash(key) & _HMASK per slot
-        self._count = 0
-        self._tab = None
-        self._index_for(n)
+        self._ix = KeyIndex(self._keys, n)
         self._g = 0
         self._free = 0
         self._chain_free(1)
@@ -168,84 +160,11 @@ class WeakStore:
         # Add one slot to the free chain (only when no max_items preallocated it).
         self._keys.append(None)
         self._vals.append(None)
-        for a in (self._prev, self._next, self._size, self._pins, self._gen, self._h):
+        for a in (self._prev, self._next, self._size, self._pins, self._gen):
             a.append(0)
+        self._ix.grow()
         self._chain_free(len(self._keys) - 1)
         return self._free
-
-    # -- the index: key -> slot ---------------------------------------------
-
-    def _index_for(self, n):
-        # A table of at least 2 * n positions (a power of two); 0 = empty.
-        cap = 8
-        while cap < 2 * n:
-            cap <<= 1
-        self._tab = array("i", bytes(4 * cap))
-        self._mask = cap - 1
-
-    def _find(self, k):
-        # Slot of key k, 0 when absent. hash() raises TypeError for an unhashable.
-        t = self._tab
-        m = self._mask
-        i = hash(k) & m
-        s = t[i]
-        while s:
-            if self._keys[s] is k or self._keys[s] == k:
-                return s
-            i = (i + 1) & m
-            s = t[i]
-        return 0
-
-    def _index(self, k, s):
-        # Record k -> s (k absent); the table stays at most half full.
-        if 2 * (self._count + 1) > len(self._tab):
-            self._rehash()
-        h = hash(k) & _HMASK
-        self._h[s] = h
-        t = self._tab
-        m = self._mask
-        h &= m
-        while t[h]:
-            h = (h + 1) & m
-        t[h] = s
-        self._count += 1
-
-    def _rehash(self):
-        # Double the table (only without max_items: it is sized at init).
-        self._index_for(len(self._tab))
-        t = self._tab
-        m = self._mask
-        s = self._next[0]
-        while s:
-            i = self._h[s] & m
-            while t[i]:
-                i = (i + 1) & m
-            t[i] = s
-            s = self._next[s]
-
-    def _unindex(self, s):
-        # Remove slot s from the table: backward-shift deletion (Knuth's
-        # algorithm R), so no tombstone is left to lengthen later probes.
-        t = self._tab
-        m = self._mask
-        i = self._h[s] & m
-        while t[i] != s:
-            i = (i + 1) & m
-        self._count -= 1
-        self._shift(t, m, i)
-
-    def _shift(self, t, m, i):
-        j = i
-        while True:
-            j = (j + 1) & m
-            s = t[j]
-            if not s:
-                break
-            # an entry may move back to i unless its home lies in (i, j]
-            if ((j - (self._h[s] & m)) & m) >= ((j - i) & m):
-                t[i] = s
-                i = j
-        t[i] = 0
 
     def _touch(self, s):
         # Move slot s to the newest end. Few locals: this is the get hot path.
@@ -265,7 +184,7 @@ class WeakStore:
 
     def _drop(self, s):
         # Remove slot s entirely; return its counted bytes.
-        self._unindex(s)
+        self._ix.remove(s)
         nx = self._next
         pv = self._prev
         p = pv[s]
@@ -287,7 +206,7 @@ class WeakStore:
         # Evict the oldest unpinned entries (never slot `keep`) until `items`
         # more entries and `nbytes` more bytes fit, or nothing evictable is left.
         s = self._next[0]
-        while s and (self._count + items > self._mi or self.nbytes + nbytes > self._mb):
+        while s and (self._ix.count + items > self._mi or self.nbytes + nbytes > self._mb):
             n = self._next[s]
             if s != keep and not self._pins[s]:
                 self._drop(s)
@@ -296,7 +215,7 @@ class WeakStore:
 
     def _slot(self, k):
         # Slot of k; KeyError when absent, TypeError when unhashable.
-        s = self._find(k)
+        s = self._ix.find(k)
         if not s:
             hash(k)
             raise KeyError(k)
@@ -305,7 +224,7 @@ class WeakStore:
     # -- mapping ----------------------------------------------------------
 
     def __getitem__(self, k):
-        s = self._find(k)
+        s = self._ix.find(k)
         if s:
             self.hits += 1
             self._touch(s)
@@ -315,7 +234,7 @@ class WeakStore:
         raise KeyError(k)
 
     def get(self, k, default=None):
-        s = self._find(k)
+        s = self._ix.find(k)
         if s:
             self.hits += 1
             self._touch(s)
@@ -325,18 +244,18 @@ class WeakStore:
         return default
 
     def __contains__(self, k):
-        if self._find(k):
+        if self._ix.find(k):
             return True
         hash(k)
         return False
 
     def __len__(self):
-        return self._count
+        return self._ix.count
 
     def __setitem__(self, k, v):
         # Split in three so that no frame exceeds the VM's on-stack limit.
         size = self._measure(v)
-        s = self._find(k)
+        s = self._ix.find(k)
         if s:
             self._replace(s, v, size)
         else:
@@ -364,7 +283,7 @@ class WeakStore:
         hash(k)  # TypeError before anything changes
         self._fit(0, 1, size)
         s = self._free or self._grow()
-        self._index(k, s)  # may raise MemoryError (growing, no max_items): nothing changed yet
+        self._ix.add(k, s)  # may raise MemoryError (growing, no max_items): nothing changed yet
         self._free = self._next[s]
         self._keys[s] = k
         self._vals[s] = v
@@ -383,7 +302,7 @@ class WeakStore:
         self._drop(self._slot(k))
 
     def pop(self, k, default=_MISSING):
-        s = self._find(k)
+        s = self._ix.find(k)
         if not s:
             hash(k)
             if default is _MISSING:
@@ -490,7 +409,7 @@ class WeakStore:
 
     def stats(self):
         return {
-            "items": self._count,
+            "items": self._ix.count,
             "bytes": self.nbytes,
             "pinned": self.pinned,
             "hits": self.hits,
