@@ -1,4 +1,11 @@
-"""Suite-wide set-up: lib/ and the portable helpers on sys.path, runtime options."""
+"""Suite-wide set-up: lib/ and the portable helpers on sys.path, the repo-root cwd.
+
+The three-runtime harness and the memory markers are the installed `lowwater`
+pytest plugin (lowwater_tools.testing.plugin, a pytest11 entry point), configured
+in pyproject.toml (lowwater_portable, lowwater_path) exactly as an outside
+project configures it: this suite uses it as any other project would
+(docs/plugin.md). Its options: --board, --mp-heap, --lowwater-runtimes.
+"""
 
 from __future__ import annotations
 
@@ -7,9 +14,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
-# The memory markers (limit_memory, no_alloc, limit_leaks), on both runtimes.
-pytest_plugins = ["lowwater_tools.testing.memory"]
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -20,25 +24,15 @@ for p in (LIB, PORTABLE):
         sys.path.insert(0, str(p))
 
 
-def pytest_addoption(parser):
-    g = parser.getgroup("lowwater")
-    g.addoption("--board", default=None, help="board profile whose heap shapes the MicroPython runs (default: unix)")
-    g.addoption("--mp-heap", default=None, type=int, help="MicroPython heap in bytes (overrides --board)")
-
-
 def pytest_configure(config):
-    # The 32-bit runtime's patched .wasm (build/wasm32, `make wasm32`): built here
-    # when missing, once, by the controlling process (xdist workers find it built).
-    # A machine where it cannot be built fails loudly: no silent two-runtime run.
-    if hasattr(config, "workerinput"):
-        return
-    from lowwater_tools import runtime32
-    from lowwater_tools.errors import UserError
+    config.addinivalue_line("markers", "early: run before the rest (a slow test xdist should start first)")
 
-    try:
-        runtime32.build(log=lambda m: print(m, file=sys.stderr, flush=True))
-    except UserError as e:
-        raise pytest.UsageError(f"the 32-bit runtime is not available: {e}") from None
+
+def pytest_collection_modifyitems(config, items):
+    # Marked tests first: under xdist (--dist loadscope) the controller hands
+    # out modules in collection order, so a slow one starts at once instead of
+    # making the run wait for it at the end.
+    items.sort(key=lambda i: i.get_closest_marker("early") is None)
 
 
 @pytest.fixture(scope="session")
@@ -51,37 +45,8 @@ def mp_heap(request) -> int:
 @pytest.fixture(scope="session", autouse=True)
 def _repo_root_cwd():
     # Portable tests open repository files (boards/*.json) by relative path on
-    # both runtimes; MicroPython items run from the root too (mprunner.run).
+    # every runtime; MicroPython items run from the rootdir too (the plugin).
     old = os.getcwd()
     os.chdir(ROOT)
     yield
     os.chdir(old)
-
-
-RUNTIME_NOTES = {
-    "cpython": "CPython, this process",
-    "micropython": "unix port, 64-bit, viper",
-    "micropython32": "unix port for WASI, 32-bit like ESP32/RP2040, no viper: the plain twins run",
-}
-
-
-def pytest_terminal_summary(terminalreporter):
-    # Show that the portable tests ran on each runtime (item ids end in
-    # [cpython] / [micropython] / [micropython32], host_tests/portable/conftest.py).
-    # Under xdist the reports arrive at the controller, which prints this.
-    counts: dict[str, dict[str, int]] = {}
-    for outcome in ("passed", "failed", "skipped", "error"):
-        for rep in terminalreporter.stats.get(outcome, []):
-            # one report per item: its call, or the phase where it skipped/errored
-            if getattr(rep, "when", None) != "call" and outcome == "passed":
-                continue
-            rt = getattr(rep, "nodeid", "").rpartition("[")[2].rstrip("]")
-            if rt in RUNTIME_NOTES:
-                counts.setdefault(rt, {}).setdefault(outcome, 0)
-                counts[rt][outcome] += 1
-    if counts:
-        terminalreporter.section("runtimes")
-        for rt, note in RUNTIME_NOTES.items():
-            c = counts.get(rt, {})
-            got = ", ".join(f"{n} {o}" for o, n in sorted(c.items())) or "none ran"
-            terminalreporter.write_line(f"portable tests on {rt:13s}: {got}  ({note})")

@@ -1,19 +1,22 @@
-"""pytest plugin: memory markers, enforced on CPython and on MicroPython.
+"""Memory markers, enforced on CPython and on MicroPython (part of the `lowwater`
+pytest plugin, plugin.py, which loads it).
 
-    @pytest.mark.limit_memory("24 KB")          # peak heap of the test body
-    @pytest.mark.no_alloc                       # the body allocates nothing
-    @pytest.mark.limit_leaks("16 B", warmups=3) # bytes retained per call of the body
+    @pytest.mark.lowwater_limit_memory("24 KB")          # peak heap of the test body
+    @pytest.mark.lowwater_no_alloc                       # the body allocates nothing
+    @pytest.mark.lowwater_limit_leaks("16 B", warmups=3) # bytes retained per call of the body
 
-Enable with `-p lowwater_tools.testing.memory` or `pytest_plugins = [...]` in a
-conftest. Portable tests (host_tests/portable, no pytest import) give the same
-markers as a module dict: `MEMORY_MARKS = {"test_x": {"limit_memory": "24 KB"},
-"test_y": {"no_alloc": True}, "test_z": {"limit_leaks": ("16 B", 3)}}`.
+Aliases: `no_alloc` always; `limit_memory` and `limit_leaks` only when
+pytest-memray is not loaded (they are its marker names: with it, they are its
+markers and this module neither registers nor acts on them). Portable tests
+(no pytest import) give the same markers as a module dict, short or long names:
+`MEMORY_MARKS = {"test_x": {"limit_memory": "24 KB"}, "test_y": {"no_alloc":
+True}, "test_z": {"limit_leaks": ("16 B", 3)}}`.
 
 CPython items: the test function is wrapped and measured with tracemalloc
-(through lowwater.prof, the device's own code). MicroPython items of the
-dual-runtime harness: the harness asks `mp_argv(item, argv)` for the command,
-which runs the test through _mp_marker_runner.py with the marker arguments;
-there lowwater.prof measures with mem_total/heap_lock. See docs/profiling.md.
+(through lowwater.prof, the device's own code); a failure names the biggest
+allocations by file:line. MicroPython items: the plugin passes `mp_args(item)`
+to the runner (mp/lwtest_run.py), where lowwater.prof measures with
+mem_total/heap_lock. See docs/plugin.md and docs/profiling.md.
 """
 
 from __future__ import annotations
@@ -25,16 +28,35 @@ from pathlib import Path
 
 import pytest
 
-RUNNER = Path(__file__).resolve().with_name("mp_marker_runner.py")
+RUNNER = Path(__file__).resolve().parent / "mp" / "lwtest_run.py"
 
 MARKERS = {
-    "limit_memory": "limit_memory(size): fail when the test body's peak heap above its start exceeds size "
-    "(e.g. '24 KB'; MicroPython: the body runs with only size bytes of heap free)",
-    "no_alloc": "no_alloc(tolerance=None, warmups=1): call the test body warmups times, then fail when one "
-    "more call allocates heap (CPython: more than lowwater.prof.TOLERANCE bytes)",
-    "limit_leaks": "limit_leaks(size, warmups=3, runs=10): call the test body warmups+runs times and fail when "
-    "it retains more than size bytes per run (least-squares slope)",
+    "lowwater_limit_memory": "lowwater_limit_memory(size): fail when the test body's peak heap above its start "
+    "exceeds size (e.g. '24 KB'; MicroPython: the body runs with only size bytes of heap free)",
+    "lowwater_no_alloc": "lowwater_no_alloc(tolerance=None, warmups=1): call the test body warmups times, then "
+    "fail when one more call allocates heap (CPython: more than lowwater.prof.TOLERANCE bytes)",
+    "lowwater_limit_leaks": "lowwater_limit_leaks(size, warmups=3, runs=10): call the test body warmups+runs times "
+    "and fail when it retains more than size bytes per run (least-squares slope)",
 }
+# Short names: marker -> our marker. limit_memory/limit_leaks are pytest-memray's
+# too: they are ours only in a session without it (_aliases).
+ALIASES = {"no_alloc": "lowwater_no_alloc"}
+CLASHING = {"limit_memory": "lowwater_limit_memory", "limit_leaks": "lowwater_limit_leaks"}
+_ALIAS_KEY = pytest.StashKey[dict]()
+
+
+def _aliases(config) -> dict:
+    """Short marker names this session gives our meaning: no_alloc, plus
+    limit_memory and limit_leaks unless pytest-memray is loaded."""
+    got = config.stash.get(_ALIAS_KEY, None) if config is not None else None
+    if got is None:
+        got = dict(ALIASES)
+        if config is None or not config.pluginmanager.hasplugin("memray"):
+            got.update(CLASHING)
+        if config is not None:
+            config.stash[_ALIAS_KEY] = got
+    return got
+
 
 _UNITS = {
     "": 1,
@@ -68,6 +90,8 @@ def parse_size(size) -> int:
 def pytest_configure(config):
     for name, doc in MARKERS.items():
         config.addinivalue_line("markers", f"{name}: {doc}")
+    for short, name in _aliases(config).items():
+        config.addinivalue_line("markers", f"{short}: alias of {name} (lowwater)")
 
 
 def pytest_collection_modifyitems(items):
@@ -77,6 +101,8 @@ def pytest_collection_modifyitems(items):
         if not marks:
             continue
         for name, arg in (marks.get(getattr(item, "originalname", item.name)) or {}).items():
+            # MEMORY_MARKS is our own namespace: short names never mean memray's.
+            name = ALIASES.get(name) or CLASHING.get(name) or name
             if name not in MARKERS:
                 raise pytest.UsageError(f"{item.nodeid}: MEMORY_MARKS: unknown marker {name!r}")
             if arg is True or arg is None:
@@ -94,17 +120,17 @@ def spec(item) -> dict:
     "no_alloc": {"tolerance", "warmups"}, "limit_leaks": {"size", "warmups", "runs"}}."""
     out: dict = {}
     try:
-        m = item.get_closest_marker("limit_memory")
+        m = _marker(item, "lowwater_limit_memory")
         if m:
             out["limit_memory"] = parse_size(_arg(m, "size", 0, None))
-        m = item.get_closest_marker("no_alloc")
+        m = _marker(item, "lowwater_no_alloc")
         if m:
             tol = _arg(m, "tolerance", 0, None)
             out["no_alloc"] = {
                 "tolerance": None if tol is None else parse_size(tol),
                 "warmups": int(_arg(m, "warmups", 1, 1)),
             }
-        m = item.get_closest_marker("limit_leaks")
+        m = _marker(item, "lowwater_limit_leaks")
         if m:
             out["limit_leaks"] = {
                 "size": parse_size(_arg(m, "size", 0, None)),
@@ -116,6 +142,17 @@ def spec(item) -> dict:
     except (ValueError, TypeError) as e:
         raise pytest.UsageError(f"{item.nodeid}: bad memory marker: {e}") from None
     return out
+
+
+def _marker(item, name):
+    """The item's closest marker `name`, or else its short alias (when this
+    session gives the alias our meaning)."""
+    m = item.get_closest_marker(name)
+    if m is None:
+        for short, long in _aliases(getattr(item, "config", None)).items():
+            if long == name:
+                m = item.get_closest_marker(short)
+    return m
 
 
 def _arg(mark, name, pos, default):
@@ -130,26 +167,19 @@ def _arg(mark, name, pos, default):
 
 def _runtime(item):
     cs = getattr(item, "callspec", None)
-    return cs.params.get("runtime") if cs is not None else None
+    return cs.params.get("lowwater_runtime") if cs is not None else None
 
 
 # ---------------------------------------------------------------- MicroPython side
 
 
-def mp_argv(item, argv: list[str]) -> list[str]:
-    """The unix-port command for a [micropython] item: argv unchanged when the
-    item has no memory marker, else the marker runner with the same MODULE TEST
-    and the markers as arguments (the original script's folder and the test
-    module's go first on sys.path, so both import as before)."""
+def mp_args(item) -> list[str]:
+    """The memory markers of a MicroPython item as arguments of the runner
+    (mp/lwtest_run.py MODULE TEST ARGS); [] without markers."""
     s = spec(item)
-    if not s:
-        return list(argv)
-    item._lw_memory_mp = True
-    dirs = [str(Path(argv[0]).parent)]
-    here = getattr(item, "path", None)
-    if here is not None and str(here.parent) not in dirs:
-        dirs.append(str(here.parent))
-    return [str(RUNNER), *argv[1:3], "path=" + ":".join(dirs), *encode(s)]
+    if s:
+        item._lw_memory_mp = True
+    return encode(s)
 
 
 def encode(s: dict) -> list[str]:
@@ -173,7 +203,7 @@ def pytest_pyfunc_call(pyfuncitem):
     s = spec(pyfuncitem)
     if not s:
         return (yield)
-    if _runtime(pyfuncitem) == "micropython":
+    if _runtime(pyfuncitem) in ("micropython", "micropython32"):
         try:
             return (yield)
         finally:
@@ -181,7 +211,7 @@ def pytest_pyfunc_call(pyfuncitem):
                 warnings.warn(
                     pytest.PytestWarning(
                         f"{pyfuncitem.nodeid}: memory markers not enforced on MicroPython "
-                        "(the harness does not call lowwater_tools.testing.memory.mp_argv)"
+                        "(the harness does not call lowwater_tools.testing.memory.mp_args)"
                     ),
                     stacklevel=2,
                 )
@@ -224,23 +254,23 @@ def guard(fn, s: dict, name: str):
         try:
             tm.reset_peak()
             base = tm.get_traced_memory()[0]
-            _run(prof, body, s, name)
+            _run(prof, body, s, name, fn)
             peak = tm.get_traced_memory()[1] - base
+            limit = s.get("limit_memory")
+            if limit is not None and peak > limit:
+                pytest.fail(
+                    f"limit_memory: {name} allocated {_fmt(peak)} at peak, over the limit of {_fmt(limit)} "
+                    "(CPython, tracemalloc)" + where(tm, body, fn),
+                    pytrace=False,
+                )
         finally:
             if started:
                 tm.stop()
-        limit = s.get("limit_memory")
-        if limit is not None and peak > limit:
-            pytest.fail(
-                f"limit_memory: {name} allocated {_fmt(peak)} at peak, over the limit of {_fmt(limit)} "
-                "(CPython, tracemalloc)",
-                pytrace=False,
-            )
 
     return guarded
 
 
-def _run(prof, body, s, name):
+def _run(prof, body, s, name, fn):
     na = s.get("no_alloc")
     call = body
     if na is not None:
@@ -253,7 +283,9 @@ def _run(prof, body, s, name):
             try:
                 checked()
             except prof.AllocationError as e:
-                msg = f"{e} (CPython, tracemalloc, tolerance {checked.tol} B)"
+                msg = f"{e} (CPython, tracemalloc, tolerance {checked.tol} B)" + where(
+                    prof._compat.get_tracemalloc(), body, fn
+                )
             else:
                 return
             pytest.fail(msg, pytrace=False)
@@ -269,9 +301,63 @@ def _run(prof, body, s, name):
     if r.leaked:
         pytest.fail(
             f"limit_leaks: {name} retains {r.slope:.1f} B per run, over the limit of {_fmt(ll['size'])} "
-            f"per run ({ll['runs']} runs after {ll['warmups']} warm-ups; CPython, tracemalloc)",
+            f"per run ({ll['runs']} runs after {ll['warmups']} warm-ups; CPython, tracemalloc)"
+            + where(prof._compat.get_tracemalloc(), body, fn, runs=ll["runs"]),
             pytrace=False,
         )
+
+
+TOP = 5  # allocation sites a failure lists
+
+
+def where(tm, body, fn, runs: int = 0, top: int = TOP) -> str:
+    """Where the memory went, for a failure message: one more call of body
+    (runs > 0: that many, for a leak) under tracemalloc, compared by file:line
+    with the start. For one call: what was live when the test function
+    returned (its locals still held); for runs: what the calls kept.
+    Allocations made and freed inside the body do not show (tracemalloc keeps
+    no history), so a transient peak can list less than it reached."""
+    import os
+    import sys
+
+    code = getattr(fn, "__code__", None)
+    ignore = [tm.Filter(False, tm.__file__), tm.Filter(False, __file__)]
+    at_return: list = []
+
+    def profiler(frame, event, arg):
+        if event == "return" and frame.f_code is code and not at_return:
+            at_return.append(tm.take_snapshot())
+
+    try:
+        before = tm.take_snapshot().filter_traces(ignore)
+        if runs:
+            for _ in range(runs):
+                body()
+            after = tm.take_snapshot()
+            what = f"kept by {runs} more calls"
+        else:
+            old = sys.getprofile()
+            sys.setprofile(profiler)
+            try:
+                body()
+            finally:
+                sys.setprofile(old)
+            after = at_return[0] if at_return else tm.take_snapshot()
+            what = "live when one more call of the test returned"
+        stats = [st for st in after.filter_traces(ignore).compare_to(before, "lineno") if st.size_diff > 0]
+    except Exception as e:  # noqa: BLE001 - diagnosis must never hide the failure itself
+        return f"\nwhere: not measured ({type(e).__name__}: {e})"
+    if not stats:
+        return f"\nwhere: nothing {what.replace('live', 'was live', 1)} (the allocations were temporary)"
+    lines = [f"\nwhere (tracemalloc, biggest allocations {what}):"]
+    cwd = os.getcwd()
+    for st in stats[:top]:
+        fr = st.traceback[0]
+        path = fr.filename
+        if path.startswith(cwd + os.sep):
+            path = path[len(cwd) + 1 :]
+        lines.append(f"  {path}:{fr.lineno}: +{_fmt(st.size_diff)} in {st.count_diff} block(s)")
+    return "\n".join(lines)
 
 
 def _fmt(n: int) -> str:

@@ -1,0 +1,191 @@
+# Runs one test function inside MicroPython (the 64-bit unix port or the 32-bit
+# runtime) for the lowwater pytest plugin (lowwater_tools.testing.plugin), with
+# the memory markers of lowwater_tools.testing.memory when it passes them.
+# usage: micropython -m lwtest_run MODULE TEST [path=DIR:DIR]
+#          [limit_memory=BYTES] [no_alloc=TOLERANCE:WARMUPS] [limit_leaks=BYTES:WARMUPS:RUNS]
+# Output protocol: the last line is LWTEST PASS, LWTEST FAIL or LWTEST SKIP <reason>;
+# on a failure the traceback (and, for a memory marker, where the memory went) precedes it.
+import gc
+import sys
+
+_opts = {}
+for _a in sys.argv[3:]:
+    _k, _, _v = _a.partition("=")
+    _opts[_k] = _v
+for _p in reversed(_opts.get("path", "").split(":")):
+    if _p:
+        sys.path.insert(0, _p)
+
+_mod, _test = sys.argv[1], sys.argv[2]
+
+
+def _ints(v):
+    return [int(x) if x else None for x in v.split(":")]
+
+
+def _grab(pieces, budget):
+    # Fill pieces with bytearrays, largest first, until `budget` bytes (None:
+    # every free byte) are held or nothing more fits.
+    n = gc.mem_free()
+    for i in range(len(pieces)):
+        free = gc.mem_free()
+        if budget is not None:
+            if budget < 32:
+                break
+            free = min(free, budget)
+        if n > free:
+            n = free
+        while n >= 32:
+            try:
+                pieces[i] = bytearray(n)
+                break
+            except MemoryError:
+                n = n * 3 // 4
+        if pieces[i] is None:
+            break
+        if budget is not None:
+            budget -= n
+
+
+def _ballast(limit):
+    # Leave the body `limit` bytes of heap, as contiguous as the heap allows:
+    # reserve them (largest blocks first), hold back every other free byte in
+    # up to 256 pieces (then the holes of a fragmented heap), free the reserve.
+    # The body fails with MemoryError when its live heap would exceed the
+    # limit. Holes smaller than a bytearray (~64 B) stay free: exact to a few
+    # hundred bytes.
+    gc.collect()
+    reserve = [None] * 16
+    _grab(reserve, limit)
+    pieces = [None] * 256
+    _grab(pieces, None)
+    reserve = None
+    gc.collect()
+    return pieces
+
+
+def _heap_diff(prof, fn, calls):
+    # Where the memory went, as far as MicroPython can tell without a line
+    # tracer: the heap before and after `calls` more calls of the body.
+    a = prof.snapshot()
+    t0 = _total()
+    for _ in range(calls):
+        fn()
+    t1 = _total()
+    b = prof.snapshot()
+    print(
+        "where: %d more call(s) of %s: live heap %d -> %d B (%+d B kept), largest free block %d -> %d B"
+        % (calls, _test, a.alloc, b.alloc, b.alloc - a.alloc, a.largest, b.largest)
+    )
+    if t0 is not None:
+        print("where: heap requested by those calls (mem_total): %d B" % (t1 - t0))
+
+
+def _total():
+    try:
+        import micropython
+
+        return micropython.mem_total()
+    except (ImportError, AttributeError):
+        return None
+
+
+def _first_alloc(fn):
+    # The line of the body's first heap allocation: one more call under
+    # heap_lock(), whose MemoryError traceback points at it. (A frame that the
+    # VM takes from the heap falls back to the C stack under the lock, unseen.)
+    try:
+        import micropython
+
+        lock, unlock = micropython.heap_lock, micropython.heap_unlock
+    except (ImportError, AttributeError):
+        return
+    lock()
+    try:
+        fn()
+    except MemoryError as e:
+        unlock()
+        print("where: the first allocation of one more call (under heap_lock):")
+        sys.print_exception(e)
+        return
+    finally:
+        unlock()
+    print("where: one more call under heap_lock allocated nothing (a heap-allocated frame, or a first-call cost)")
+
+
+def _lines(prof, fn):
+    # Bytes per source line, where this build has sys.settrace (lowwater.prof.lines).
+    try:
+        rows = prof.lines(fn)
+    except NotImplementedError:
+        return
+    rows = sorted(rows, key=lambda r: -r[2])[:5]
+    print("where: bytes by line of one more call (lowwater.prof.lines):")
+    for ln, hits, b in rows:
+        print("  line %d: %d B over %d hit(s)" % (ln, b, hits))
+
+
+def _main():
+    fn = getattr(__import__(_mod), _test)
+    na = _opts.get("no_alloc")
+    ll = _opts.get("limit_leaks")
+    limit = _opts.get("limit_memory")
+    if na is None and ll is None and not limit:
+        fn()
+        return None
+    from lowwater import prof
+
+    call = fn
+    if na is not None:
+        tol, warm = _ints(na)
+        for _ in range(warm or 0):
+            fn()
+        call = prof.no_alloc(fn, tol)
+        call.name = _test
+    pieces = _ballast(int(limit)) if limit else None
+    try:
+        if ll:
+            size, warm, runs = _ints(ll)
+            r = prof.LeakCheck(call, warm, runs, size).run()
+        else:
+            call()
+            r = None
+    except MemoryError as e:
+        pieces = None
+        if limit:
+            print("where: the allocation that went over the limit:")
+            sys.print_exception(e)
+            raise AssertionError(
+                "limit_memory: %s needed more than %s B of heap (MemoryError with the rest "
+                "of the heap held back; MicroPython)" % (_test, limit)
+            )
+        raise
+    except prof.AllocationError:
+        pieces = None
+        _first_alloc(fn)
+        _heap_diff(prof, fn, 1)
+        _lines(prof, fn)
+        raise
+    pieces = None
+    if r is not None and r.leaked:
+        _heap_diff(prof, fn, runs)
+        _lines(prof, fn)
+        raise AssertionError(
+            "limit_leaks: %s retains %.1f B per run, over the limit of %d B per run "
+            "(%d runs after %d warm-ups; MicroPython, gc.mem_alloc)" % (_test, r.slope, size, runs, warm)
+        )
+    return pieces
+
+
+try:
+    _main()
+except BaseException as e:  # noqa: B036 - report everything, SystemExit included
+    # A test skips by raising an exception class named Skip (lwtest.Skip, or a
+    # project's own): matched by name, so this script imports no test helper.
+    if type(e).__name__ == "Skip":
+        print("\nLWTEST SKIP", e)
+        sys.exit(0)
+    sys.print_exception(e)
+    print("LWTEST FAIL")
+    sys.exit(1)
+print("\nLWTEST PASS")
