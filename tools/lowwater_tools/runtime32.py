@@ -50,7 +50,9 @@ SHIPPED_SHA256 = "1c054a4d21d4a6589bc568821ebf562889988ddaaf8a17a2e2985a56cf2280
 PATCHED_SHA256 = "f8b21aa51e2d710c5a8470e5709a5eef107131018ad812418bf35d30a5294233"
 
 NPM_DIR = ROOT / "tools" / "wasm32"
-BUILD_DIR = ROOT / "build" / "wasm32"
+# LOWWATER_WASM32_DIR: where the patched module is (an installed lowwater,
+# away from a checkout, uses the one a checkout's `make wasm32` built; docs/plugin.md).
+BUILD_DIR = Path(os.environ.get("LOWWATER_WASM32_DIR") or ROOT / "build" / "wasm32")
 PATCHED = BUILD_DIR / "micropython32.wasm"
 # The compiled module, cached beside it (wasmtime refuses a stale one: recompiled).
 COMPILED = BUILD_DIR / "micropython32.cwasm"
