@@ -13,7 +13,8 @@ import pytest
 from lowwater_tools import boards
 from lowwater_tools.bench import driver
 
-TIMEOUT = 420  # --quick: a minute or two (callgrind runs 22 short cases); bounded anyway
+TIMEOUT = 540  # --quick: a minute or two (callgrind runs 10 short cases, slower under load); bounded anyway
+pytestmark = pytest.mark.timeout(600)
 
 RING_VARIANTS_MP = ("viper", "twin", "chunk", "deque", "list")  # against RingIO
 RING_VARIANTS_PY = ("twin", "chunk")  # against collections.deque
@@ -41,9 +42,10 @@ def expected_ids() -> set[str]:
     ids |= {f"gc.{b}" for b in boards.names()}
     ids |= {f"pool.{p}.{pct}" for p in ("blockpool", "sizeclass", "heap") for pct in (10, 50, 90)}
     ids |= {f"ring.pattern.{p}.{v}.{k}" for p in ("stream", "odd") for v in ("viper", "twin") for k in driver.CHUNKS}
-    ids |= {f"cg.step_ratio.{k}" for k in driver.CHUNKS}
-    ids |= {f"cg.budget.{h}" for h in driver.CG_HEAPS}
-    ids |= {"cg.tutorial"}
+    ids |= {f"cg.step_ratio.{k}" for k in driver.cg_chunks(True)}
+    ids |= {f"cg.budget.{h}" for h in driver.cg_heaps(True)}
+    ids |= {"cg.tutorial", "tutorial.speed"}
+    ids |= {f"tutorial.{v}.{f}" for v in ("firmware", "tutorial") for f in ("heap", "collections", "low_water")}
     ids |= {
         "cold.first_chunk.py",
         "cold.first_chunk.mpy",
@@ -70,8 +72,8 @@ GOAL_ROWS = {
     "budget.overhead",
     "heap.loop.default",
     "heap.loop.window",
-    *(f"cg.step_ratio.{k}" for k in driver.CHUNKS),
-    *(f"cg.budget.{h}" for h in driver.CG_HEAPS),
+    *(f"cg.step_ratio.{k}" for k in driver.cg_chunks(True)),
+    *(f"cg.budget.{h}" for h in driver.cg_heaps(True)),
     *(f"ring.pattern.{p}.{v}.{k}" for p in ("stream", "odd") for v in ("viper", "twin") for k in driver.CHUNKS),
 }
 

@@ -6,7 +6,7 @@ import micropython
 from micropython import const
 
 # ByteRing state: one array('i') (self._st) read and written through ptr32, the
-# fastest layout measured (shared/notes/perf.md); ring.py builds it with these
+# fastest layout measured (docs/performance.md); ring.py builds it with these
 # indices. For the viper path the ring's bytes live in the same array from
 # byte _DATA on (one attribute lookup per call instead of two).
 _RD = const(0)  # read offset of the oldest byte, 0 <= rd < cap
@@ -21,7 +21,7 @@ _bytes = bytes
 _len = len  # a module global is found faster than a builtin
 
 # These are ByteRing methods: ring.py binds them to each instance at init, so a
-# call costs no bytecode frame. Rules (shared/notes/perf.md):
+# call costs no bytecode frame. Rules (docs/performance.md):
 # - no slicing, no object creation: pointer arithmetic on native ints only;
 # - word (ptr32) access only at 4-byte aligned addresses (unaligned word access
 #   faults on Cortex-M0+ and ESP32): words when source and destination are

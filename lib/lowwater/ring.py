@@ -80,7 +80,7 @@ class ByteRing:
     # The plain twin: same results as lowwater._viper, state in attributes
     # (faster than array subscripts in bytecode). Locals and stack are kept
     # small so the VM frame stays on the C stack (over ~11 words it is
-    # heap-allocated per call, shared/notes/perf.md); rare cases go to helper
+    # heap-allocated per call, docs/performance.md); rare cases go to helper
     # methods. Slice stores into self._mv allocate nothing; a slice load (every
     # read, a wrapped or truncated write) allocates one memoryview.
     def write(self, buf):

@@ -71,7 +71,7 @@ def _container(v, depth):
 
 
 # The loops get their own small functions: a frame over ~11 words is
-# heap-allocated on every call (shared/notes/perf.md).
+# heap-allocated on every call (docs/performance.md).
 def _items(v, depth):
     t = 0
     for i in range(len(v)):

@@ -50,6 +50,7 @@ SETTINGS = {
         "pool": {"ops_ff": 50, "ops_pool": 2000, "reps_factor": 2},
         "cold": {"reps_div": 2},
         "cg": {"n": 4096, "warm": 512},
+        "tutorial": {"n": 2000, "reps": 4},
     },
     "quick": {
         "reps": 3,
@@ -59,6 +60,7 @@ SETTINGS = {
         "pool": {"ops_ff": 10, "ops_pool": 200, "reps_factor": 1},
         "cold": {"reps_div": 1},
         "cg": {"n": 256, "warm": 512},
+        "tutorial": {"n": 300, "reps": 2},
     },
 }
 
@@ -217,6 +219,21 @@ def run_cpython(script: str, cfg: dict, timeout: float) -> dict:
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(LIB), str(PORTABLE)])
     return _run([sys.executable], env, script, cfg, timeout, " (CPython)")
+
+
+def cg_chunks(quick):
+    """Chunk sizes of the callgrind rows (--quick: 256 B only)."""
+    return (256,) if quick else CHUNKS
+
+
+def cg_heaps(quick):
+    """Heaps of the monitor-overhead rows (--quick: 128 KiB only)."""
+    return CG_HEAPS[:1] if quick else CG_HEAPS
+
+
+def _order(variants, rep):
+    k = rep % len(variants)
+    return variants[k:] + variants[:k]
 
 
 def mp_version() -> tuple[str, int]:
@@ -505,8 +522,10 @@ class Bench:
         )
         self.raw["callgrind"] = {}
 
-        def per_chunk(case, k, heap):
+        def per_chunk(case, k, heap, n=n, warm=warm):
             key = f"{case}.{k}.{heap}"
+            if key in self.raw["callgrind"]:
+                return self.raw["callgrind"][key]["per_chunk"]
             cfg = {
                 "case": case,
                 "chunk": k,
@@ -522,7 +541,7 @@ class Bench:
             return v
 
         self.log("callgrind: minimal loop vs firmware step")
-        for k in CHUNKS:
+        for k in cg_chunks(self.quick):
             mini = per_chunk("minimal", k, self.heap)
             step = per_chunk("step", k, self.heap)
             self.row(
@@ -538,7 +557,7 @@ class Bench:
                 hi=step / mini,
             )
         self.log("callgrind: budget monitor overhead at three heaps")
-        for heap in CG_HEAPS:
+        for heap in cg_heaps(self.quick):
             on = per_chunk("step", 256, heap)
             off = per_chunk("nomon", 256, heap)
             pct = (on - off) / off * 100
@@ -555,18 +574,82 @@ class Bench:
                 hi=pct,
             )
         self.log("callgrind: tutorial loop vs firmware step")
-        tut = per_chunk("tutorial", 256, self.heap)
+        # The tutorial loop dies of fragmentation after a few hundred chunks on
+        # the board heap (see its own rows): its instructions are counted on a
+        # 1 MiB heap over 512 chunks, no warm-up (it keeps growing anyway).
+        tut = per_chunk("tutorial", 256, POOL_HEAP, n=min(n, 512), warm=0)
         step = self.raw["callgrind"][f"step.256.{self.heap}"]["per_chunk"]
         self.row(
             "cg.tutorial",
             section,
-            "tutorial loop (bytes per read, built-ins, mem_free printed, dict of results) / Firmware.step, 256 B",
+            "tutorial loop (new buffer per read, built-ins, mem_free printed, dict of results; 1 MiB heap) / Firmware.step, 256 B",
             tut / step,
             "x",
             detail=f"tutorial {tut / 1000:.1f}k, step {step / 1000:.1f}k instructions per chunk",
             lo=tut / step,
             hi=tut / step,
         )
+
+    def tutorial(self):
+        """The tutorial loop against the firmware (mp_tutorial.py): one process
+        per variant and repetition, rotated, at the unix board heap, lib as .mpy."""
+        with tempfile.TemporaryDirectory(prefix="lowwater-bench-mpy-") as tmp:
+            mpy = build_mpy(mp_version()[1], Path(tmp))
+            self.log("tutorial loop vs firmware")
+            runs = {"tutorial": [], "firmware": []}
+            n = self.s["tutorial"]["n"]
+            for rep in range(self.s["tutorial"]["reps"]):
+                for v in _order(["tutorial", "firmware"], rep):
+                    cfg = {"variant": v, "n": n, "profile": str(self.profile_path)}
+                    runs[v].append(run_mp("mp_tutorial.py", cfg, self.heap, self.timeout, env_lib=mpy))
+        self.raw["tutorial"] = runs
+        section = (
+            f"Tutorial loop (new buffer per read, built-in min/max/mean, gc.mem_free() printed, results in a dict) "
+            f"vs the firmware step, SimSensor, {runs['firmware'][0]['chunk']} B chunks, unix board heap {self.heap} B"
+        )
+        rate = {v: [r["timed"]["chunks"] / r["timed"]["us"] * 1e6 for r in runs[v]] for v in runs}
+        self.ratio_row(
+            "tutorial.speed",
+            section,
+            "chunks/s, firmware / tutorial loop (wall, side by side)",
+            ratios(rate["firmware"], rate["tutorial"]),
+            detail=f"firmware {median(rate['firmware']):.0f}/s, tutorial {median(rate['tutorial']):.0f}/s",
+        )
+        for v in ("firmware", "tutorial"):
+            t = [r["timed"] for r in runs[v]]
+            c = [r["counting"] for r in runs[v]]
+            chunks = median([x["chunks"] for x in t])
+            died = [x for x in t if x["error"]]
+            self.row(
+                f"tutorial.{v}.heap",
+                section,
+                f"{v}: heap bytes per chunk (mem_total, from the first chunk)",
+                median([x["heap"] / max(1, x["chunks"]) for x in t]),
+                "B",
+                detail=(
+                    f"{chunks:g} chunks"
+                    + (
+                        f"; MemoryError after {min(x['chunks'] for x in died)}-{max(x['chunks'] for x in died)} chunks"
+                        if died
+                        else ""
+                    )
+                ),
+            )
+            self.row(
+                f"tutorial.{v}.collections",
+                section,
+                f"{v}: collections per 1,000 chunks (gc.mem_alloc() fell)",
+                median([1000 * x["collections"] / max(1, x["chunks"]) for x in c]),
+                "/1000",
+                detail=f"slowest chunk with a collection {max(x['pause_us'] for x in c)} us",
+            )
+            self.row(
+                f"tutorial.{v}.low_water",
+                section,
+                f"{v}: lowest free heap seen",
+                min(x["low_water"] for x in c),
+                "B",
+            )
 
     def gc_pauses(self):
         section = "gc.collect() pause in the firmware's steady state, per board-shaped unix heap"
@@ -792,6 +875,7 @@ class Bench:
         t0 = time.time()
         self.rings()
         self.callgrind()
+        self.tutorial()
         self.loop()
         self.gc_pauses()
         self.pools()
@@ -832,6 +916,8 @@ def _fmt_value(r) -> str:
         return f"{v:.1f} ms"
     if u == "us":
         return f"{v:g} us"
+    if u == "/1000":
+        return f"{v:.1f} /1000"
     if u == "%":
         return f"{v:+.2f} %"
     return f"{v}"
