@@ -183,8 +183,12 @@ CASES = [
     ("run-arg-fail-on-unknown", ["run", "--fail-on", "leaks"], "unknown condition"),
     ("run-out-capture-folder", ["run", "--capture", "{d}/afolder", "--chunks", "5"], "is a folder"),
     ("run-out-csv-no-folder", ["run", "--csv", "{d}/nosuchdir/x.csv", "--chunks", "5"], "does not exist"),
-    ("run-disk-capture-full", ["run", "--capture", "/dev/full", "--chunks", "200", "--quiet"], "No space left"),
-    ("run-disk-csv-full", ["run", "--csv", "/dev/full", "--chunks", "200", "--quiet"], "No space left"),
+    (
+        "run-disk-capture-full",
+        ["run", "--capture", "/dev/full", "--chunks", "200", "--quiet"],
+        "cannot write /dev/full",
+    ),
+    ("run-disk-csv-full", ["run", "--csv", "/dev/full", "--chunks", "200", "--quiet"], "cannot write /dev/full"),
     # ---- check
     ("check-profile-unknown-board", ["check", "--board", "nosuch"], "unknown board"),
     ("check-profile-huge-name", ["check", "--board", "x" * 5000], "unknown board"),
@@ -244,12 +248,12 @@ CASES = [
     (
         "monitor-disk-capture-full",
         ["monitor", "--port", "{talk}", "--capture", "/dev/full", "--duration", "5"],
-        "No space left",
+        "cannot write /dev/full: No space left",
     ),
     (
         "monitor-disk-csv-full",
         ["monitor", "--port", "{talk}", "--csv", "/dev/full", "--duration", "5"],
-        "No space left",
+        "cannot write /dev/full: No space left",
     ),
     # ---- fleet
     ("fleet-arg-no-broker", ["fleet"], "--broker"),

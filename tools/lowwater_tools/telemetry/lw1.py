@@ -370,6 +370,13 @@ def _write_rows(f: IO[str], columns, records):
         w.writerow(_csv_row(rec, columns))
 
 
+def _close_quietly(f) -> None:
+    try:
+        f.close()
+    except OSError:  # the last flush of a full disk
+        pass
+
+
 class CsvLog:
     """A CSV file that grows as records arrive, flushed per record, so a crash
     loses nothing. The file is always exactly write_csv(records so far): when a
@@ -385,8 +392,12 @@ class CsvLog:
         except OSError as e:
             raise UserError(f"cannot write {path}: {e.strerror or e}") from None
         self._w = csv.writer(self._f, lineterminator="\n")
-        self._w.writerow(self._columns)
-        self._f.flush()
+        try:
+            self._w.writerow(self._columns)
+            self._f.flush()
+        except OSError as e:  # a full disk
+            _close_quietly(self._f)
+            raise UserError(f"cannot write {path}: {e.strerror or e}") from None
 
     def add(self, rec: Record) -> None:
         new = [k for k in rec.fields if k not in self._keys]
@@ -396,8 +407,11 @@ class CsvLog:
             columns = csv_columns(self._keys)
             if columns != self._columns:
                 self._widen(columns)
-        self._w.writerow(_csv_row(rec, self._columns))
-        self._f.flush()
+        try:
+            self._w.writerow(_csv_row(rec, self._columns))
+            self._f.flush()
+        except OSError as e:  # a full disk: one line naming the file
+            raise UserError(f"cannot write {self.path}: {e.strerror or e}") from None
 
     def _widen(self, columns):
         self._f.close()

@@ -63,8 +63,11 @@ class Session:
         if not data:
             return
         if self.capture:
-            self.capture.write(data)
-            self.capture.flush()
+            try:
+                self.capture.write(data)
+                self.capture.flush()
+            except OSError as e:  # a full disk: one line naming the file
+                raise UserError(f"cannot write {self.capture.name}: {e.strerror or e}") from None
         self.take(self.parser.feed(data), now)
 
     def flush(self, now: float | None = None) -> None:
@@ -107,10 +110,12 @@ class Session:
         return self.view.summary.result()
 
     def _close_files(self):
-        if self.capture:
-            self.capture.close()
-        if self.csvlog:
-            self.csvlog.close()
+        for f in (self.capture, self.csvlog):
+            if f:
+                try:
+                    f.close()
+                except OSError:  # its last flush failed (a full disk): already said by feed()/add()
+                    pass
 
     def __enter__(self):
         self.view.__enter__()
