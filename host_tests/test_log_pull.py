@@ -140,3 +140,13 @@ def test_pull_of_a_missing_log_folder_is_one_line(board, tmp_path):
     assert r.returncode == 1, r.stderr
     assert r.stderr.count("\n") == 1 and "no such folder on the board" in r.stderr, r.stderr
     assert not (tmp_path / "x").exists()
+
+
+def test_a_symlink_already_in_the_folder_is_not_followed(board, tmp_path):
+    vb, _ = board
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "00000001.log").symlink_to(tmp_path / "outside.log")  # dangling: a write would create it
+    r = cli("log", "pull", "--port", vb.port, "-o", str(out), "--quiet")
+    assert r.returncode == 1 and "not an empty folder" in r.stderr, r.stderr
+    assert not (tmp_path / "outside.log").exists()
