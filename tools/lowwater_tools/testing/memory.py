@@ -316,7 +316,8 @@ def where(tm, body, fn, runs: int = 0, top: int = TOP) -> str:
     with the start. For one call: what was live when the test function
     returned (its locals still held); for runs: what the calls kept.
     Allocations made and freed inside the body do not show (tracemalloc keeps
-    no history), so a transient peak can list less than it reached."""
+    no history), so a transient peak can list less than it reached; sites in
+    the standard library and installed packages are left out."""
     import os
     import sys
 
@@ -344,7 +345,11 @@ def where(tm, body, fn, runs: int = 0, top: int = TOP) -> str:
                 sys.setprofile(old)
             after = at_return[0] if at_return else tm.take_snapshot()
             what = "live when one more call of the test returned"
-        stats = [st for st in after.filter_traces(ignore).compare_to(before, "lineno") if st.size_diff > 0]
+        stats = [
+            st
+            for st in after.filter_traces(ignore).compare_to(before, "lineno")
+            if st.size_diff > 0 and not _foreign(st.traceback[0].filename)
+        ]
     except Exception as e:  # noqa: BLE001 - diagnosis must never hide the failure itself
         return f"\nwhere: not measured ({type(e).__name__}: {e})"
     if not stats:
@@ -358,6 +363,18 @@ def where(tm, body, fn, runs: int = 0, top: int = TOP) -> str:
             path = path[len(cwd) + 1 :]
         lines.append(f"  {path}:{fr.lineno}: +{_fmt(st.size_diff)} in {st.count_diff} block(s)")
     return "\n".join(lines)
+
+
+def _foreign(filename: str) -> bool:
+    """An allocation site in the interpreter's own library or an installed
+    package (pytest's machinery among them), not the project's code."""
+    import sys
+    import sysconfig
+
+    if filename.startswith("<"):
+        return True
+    libs = {sysconfig.get_paths()[k] for k in ("stdlib", "purelib", "platlib")} | {sys.base_prefix, sys.prefix}
+    return any(filename.startswith(d + "/") for d in libs if d) and "site-packages/lowwater" not in filename
 
 
 def _fmt(n: int) -> str:

@@ -59,6 +59,11 @@ def _ballast(limit):
     _grab(reserve, limit)
     pieces = [None] * 256
     _grab(pieces, None)
+    # Empty the reserve's slots, not only drop the list: a stale pointer to the
+    # list (the conservative GC scans frames and, on the 32-bit runtime, a
+    # shadow stack) would otherwise keep every reserved byte alive.
+    for i in range(len(reserve)):
+        reserve[i] = None
     reserve = None
     gc.collect()
     return pieces
@@ -100,16 +105,17 @@ def _first_alloc(fn):
         lock, unlock = micropython.heap_lock, micropython.heap_unlock
     except (ImportError, AttributeError):
         return
+    err = None
     lock()
     try:
         fn()
     except MemoryError as e:
-        unlock()
+        err = e
+    unlock()  # exactly once: the lock nests, an extra unlock would wrap its count
+    if err is not None:
         print("where: the first allocation of one more call (under heap_lock):")
-        sys.print_exception(e)
+        sys.print_exception(err)
         return
-    finally:
-        unlock()
     print("where: one more call under heap_lock allocated nothing (a heap-allocated frame, or a first-call cost)")
 
 
