@@ -267,6 +267,7 @@ def run_tool(cmd: list[str], timeout: float, what: str | None = None, limit: int
     deadline = time.monotonic() + timeout
     buf = bytearray()
     try:
+        assert proc.stdout is not None
         fd = proc.stdout.fileno()
         while True:
             left = deadline - time.monotonic()
@@ -289,7 +290,8 @@ def run_tool(cmd: list[str], timeout: float, what: str | None = None, limit: int
         if proc.poll() is None:
             proc.kill()
             proc.wait(5)
-        proc.stdout.close()
+        if proc.stdout is not None:
+            proc.stdout.close()
     return rc, bytes(buf)
 
 
@@ -348,7 +350,7 @@ class _Mpremote:
         byline = {f"cp {it.local} :{it.remote}": it for it in plan.copy}
         timeout = self.timeout + sum(it.size for it in plan.copy) / 2000
         lines = _stream(cmd, timeout, "mpremote")
-        out = []
+        out: list[str] = []
         try:
             for line in lines:
                 if len(out) < 10_000:
@@ -472,7 +474,7 @@ def _read_until(s, ending: bytes, timeout: float, port: str) -> bytes:
 # ---- the whole deploy ---------------------------------------------------------
 
 
-def _parse(out: str) -> tuple[int | None, dict[str, str], set[str]]:
+def _parse(out: str) -> tuple[int, dict[str, str], set[str], set[bytes]]:
     """The deploy query's answer: (sys.implementation._mpy, {path: sha256}, {dir}).
     Names come hex-encoded (spaces and any byte survive); whatever the board says
     is checked: a name that is not a plain absolute path is refused (_board_path)."""
@@ -541,9 +543,9 @@ def plan(
     if port is None:
         if mpy:
             raise UserError("--mpy needs --port: the board's .mpy version decides how to compile")
-        notes: list[str] = []
-        items = deploy_set(board, notes=notes)
-        p = Plan(items, _dirs(items), notes=notes)
+        left: list[str] = []
+        items = deploy_set(board, notes=left)
+        p = Plan(items, _dirs(items), notes=left)
         p.copy, p.mkdir = list(items), list(p.dirs)
         return p, None
     check_port(port)

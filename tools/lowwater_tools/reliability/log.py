@@ -524,12 +524,13 @@ def _pull(args) -> int:
         raise UserError(f"pull from {args.port} failed: {_last(msg, rc)}{_hint(msg, remote)}")
     try:
         entries = board_entries(msg)
-    except UserError as e:
-        raise UserError(f"pull from {args.port}: :{remote}: {e}") from None
-    logs, foreign = [], []
+    except UserError as err:
+        raise UserError(f"pull from {args.port}: :{remote}: {err}") from None
+    logs: list[Entry] = []
+    foreign: list[Entry] = []
     for e in entries:
         (logs if not e.is_dir and fl.file_index(e.name) >= 0 else foreign).append(e)
-    logs.sort(key=lambda e: fl.file_index(e.name))
+    logs.sort(key=lambda x: fl.file_index(x.name))
     for e in foreign:
         print(
             f"lowwater: not copied: :{remote}/{e.name} ({'a folder' if e.is_dir else 'not a log file name'})",
