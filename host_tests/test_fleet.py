@@ -217,6 +217,7 @@ def test_hostile_publishers_cannot_crash_the_fleet_or_the_exporter(broker):
     try:
         evil.connect(broker.host, broker.port)
         evil.loop_start()
+        assert wait_for(evil.is_connected, 10)  # paho drops QoS 0 sent before CONNACK
         junk = [
             b"",
             b"\xff\xfe\x00garbage",
@@ -227,7 +228,7 @@ def test_hostile_publishers_cannot_crash_the_fleet_or_the_exporter(broker):
             b"LW1 boot t=0 heap=-5 warn=zz",
         ]
         for p in junk:
-            evil.publish("lowwater/evil/tel", p)
+            evil.publish("lowwater/evil/tel", p, qos=1).wait_for_publish(5)
         evil.publish("lowwater/evil/status", b"\xff" * 10000)
         evil.publish("lowwater/evil/boot", b"LW1 boot t=0 heap=notanint")
         for i in range(400):  # topic fan-out past the board cap
