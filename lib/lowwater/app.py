@@ -19,9 +19,8 @@
 import gc
 
 from lowwater import __version__
-from lowwater._compat import ticks_diff, ticks_us
+from lowwater._handlers import Handlers
 from lowwater.budget import CRITICAL, OK, Budget
-from lowwater.config import load, scaled, validate
 from lowwater.pool import BlockPool
 from lowwater.process import WCHUNKS, WMAX, WMEAN, WMIN, ChunkStats, _smooth, _stats
 from lowwater.ring import ChunkRing
@@ -29,11 +28,6 @@ from lowwater.store import WeakStore
 from lowwater.telemetry import Telemetry
 from lowwater.window import RECORD, pack, summary
 from lowwater.window import tag as window_tag  # noqa: F401 (public name, kept)
-
-_DEFAULT_PROFILE = "board.json"
-# Relative: beside board.json in the working directory, so "/log" on a board
-# (cwd is /) and never a path of the host on the unix port.
-_DEFAULT_LOG = "log"
 
 # The flash log's window record: its layout, pack and unpack live in
 # lowwater.window (the host reads it with the same module).
@@ -46,25 +40,16 @@ def _summary_bytes(v):
     return 64
 
 
-# Defaults of the optional flash-log keys; their bounds are checked by
-# lowwater.config.validate, the one place for them.
-_LOG_DEFAULTS = (("log_every", 4), ("log_file_bytes", 16384), ("log_files", 4))
-
-
-def log_options(p):
-    """[every, file_bytes, files] of the optional profile keys log_every (windows
-    per flush, 0 = no log; default 4), log_file_bytes (16384), log_files (4).
-    ValueError (naming the field) for a profile that config.validate refuses."""
-    validate(p)
-    return [p.get(key, default) for key, default in _LOG_DEFAULTS]
-
-
-class Firmware:
+class Firmware(Handlers):
     """One board's acquisition pipeline, built from a validated profile.
 
     fw = Firmware(profile, sensor=SimSensor(1)); fw.run(1000); fw.finish()"""
 
-    def __init__(self, profile, sensor=None, telemetry=None, source=None, word_bits=None):
+    def __init__(self, profile, sensor=None, telemetry=None, source=None, word_bits=None, stages=None):
+        # config is boot-time code: imported here, not with this module, so
+        # main() can free it once the firmware is built (docs/distribution.md).
+        from lowwater.config import scaled, validate
+
         p = validate(profile)
         self.profile = p
         heap, warn, low = scaled(p, word_bits)
@@ -83,8 +68,26 @@ class Firmware:
         # Processing buffer: the filtered copy of a chunk lives in a pool block,
         # taken once here and reused for every chunk (no allocation, and no
         # alloc/free pair per chunk); the pool's other blocks stay available.
-        self.pool = BlockPool(p["chunk_size"], max(1, p["pool_blocks"]))
+        if stages is None and p.get("stages"):
+            from lowwater.pipeline import build
+
+            stages = build(p["stages"], self.tele, p["chunk_size"], self._width, p["sensor"]["rate_hz"])
+        self.stages = stages or ()
+        k = 1
+        if stages:
+            from lowwater.pipeline import writers
+
+            k = min(2, max(1, writers(stages)))
+        self.pool = BlockPool(p["chunk_size"], max(k, p["pool_blocks"]))
         self._blk = self.pool.alloc()
+        # The user's stages (lowwater.pipeline): wired once to the pool's blocks;
+        # step() is then the pipeline's twin (the built-in path stays as it was).
+        self._chain = None
+        if stages:
+            from lowwater.pipeline import chain
+
+            self._chain = chain(stages, (self._blk, self.pool.alloc() if k > 1 else self._blk))
+            self.step = self._step_pipe
         self.pool_misses = 0  # kept for compatibility: always 0 now
         # Recent window summaries, reclaimable under pressure (no weakref on
         # boards): one preallocated summary array per store item, reused in turn
@@ -204,11 +207,45 @@ class Firmware:
         else:
             self._period()
 
+    def _step_pipe(self):
+        # step() with the user's stages (Firmware(stages=...) or the profile's
+        # "stages"): the same acquisition, shedding and periodic point; the
+        # chunk goes through _pipe instead of the built-in smoothing.
+        if self._wdt is not None:
+            self._wdt.feed()
+        r = self.ring
+        r.fill(self._read)
+        v = self._skip
+        if v == 2:
+            self._skip = 1
+        else:
+            if v:
+                self._skip = 2
+            v = r.take()
+            self._pipe(v, r.taken)
+        v = self._n - 1
+        if v:
+            self._n = v
+        else:
+            self._period()
+
+    def _pipe(self, v, n):
+        # Each stage reads v and writes its block (or, writes = False, only
+        # reads); the statistics take the last output. Few locals (frame size).
+        for f, d in self._chain:
+            n = f(v, n, d)
+            if d is not None:
+                v = d
+        _stats(v, n, self._width, self._out)
+
     def _consume(self):
         # step()'s processing, for drain(): the oldest chunk, if any.
         r = self.ring
         v = r.take()
         if v is not None:
+            if self._chain is not None:
+                self._pipe(v, r.taken)
+                return
             v = _smooth(v, r.taken, self._width, self._blk)
             _stats(self._blk, v, self._width, self._out)
 
@@ -287,226 +324,11 @@ class Firmware:
             self._log_n = 0
             self.tele.log(self.log.seq)
 
-    def drain(self):
-        """Process what is still in the ring (end of a bounded run)."""
-        while len(self.ring):
-            self._consume()
-
-    def run(self, chunks=0):
-        """Run `chunks` chunks (0: forever). A failing chunk is reported, not fatal:
-        no exception but KeyboardInterrupt (and SystemExit) leaves run()."""
-        n = 0
-        while chunks == 0 or n < chunks:
-            try:
-                self.step()
-            except OSError:
-                # A sensor fault (an I2C NACK): count it, the loop goes on.
-                self._fault("sensor", "OSError")
-            except MemoryError:
-                self._out_of_memory()
-            except Exception as e:  # keep running on a bad chunk
-                self._fault("step", type(e).__name__)
-            n += 1
-        return n
-
-    # --- error handlers: none of them raises, and none allocates unguarded ----
-    # (`except (A, B)` builds a tuple when it runs: a single class here.)
-
-    def _report(self, where, exc_name):
-        # The `err` record; a stream that cannot write it (full heap, failing
-        # UART) is counted, never raised: a handler must not fail.
-        try:
-            self.tele.err(where, exc_name)
-        except Exception:
-            self.tele_errors += 1
-
-    def _fault(self, where, exc_name):
-        self.errors += 1
-        self._account()
-        self._report(where, exc_name)
-
-    def _account(self):
-        # A step or drain that raised after take() lost that chunk: count it as
-        # dropped, so produced = processed + dropped + len(ring) stays exact.
-        r = self.ring
-        k = r.committed - r.dropped - len(r) - self.processed - self.lost
-        if k > 0:
-            self.lost += k
-
-    def _out_of_memory(self):
-        # Count it, collect, check the budget now (not at the next periodic
-        # check), and shed: a failed allocation is pressure whatever the check
-        # measures (or fails to report, when telemetry itself cannot allocate).
-        # The next periodic check ends the shedding if memory is fine again.
-        self.errors += 1
-        self.mem_errors += 1
-        self._account()
-        gc.collect()
-        self._report("step", "MemoryError")
-        try:
-            self.budget.check()
-        except Exception:  # MemoryError, or a failing source: shed anyway
-            gc.collect()
-        if not self.shedding:
-            try:
-                self._shed_store(CRITICAL, 0)
-                self._pressure(CRITICAL, 0)
-            except Exception:
-                self.shedding = True
-
     def boot(self):
         p = self.profile
         self.tele.boot(
             p["name"], self.heap, self.warn_free, self.min_free, p["chunk_size"], p["chunk_count"], __version__
         )
-
-    def finish(self):
-        """Drain the ring, flush the log, write the `end` record; return the budget's
-        report plus the accounting: chunks (produced) = processed + dropped (+ `left`,
-        chunks a failing drain could not take from the ring, in the `end` record).
-
-        Never raises (but KeyboardInterrupt): each part is guarded, a failure is
-        counted and reported as `err where=finish`, and the `end` record is
-        written whatever failed before it. With the heap exhausted (a leak, a
-        hog) the report dict may not fit: then the `end` record still goes out,
-        with 0 for the gc and level counts, and finish() returns None."""
-        self._drain_guarded()
-        if self.log is not None:
-            try:
-                self.flush_log()
-            except Exception as e:
-                self.log_errors += 1
-                self._report("log", type(e).__name__)
-        b = self.budget
-        try:
-            b.check()
-        except Exception as e:
-            self._fault("finish", type(e).__name__)
-        rep = self._budget_report()  # first: a failure here is in the `end` record's errors
-        self._end()
-        if rep is not None:
-            try:
-                rep["chunks"] = self.produced
-                rep["processed"] = self.processed
-                rep["dropped"] = self.dropped
-                rep["left"] = len(self.ring)
-                rep["errors"] = self.errors
-                rep["mem_errors"] = self.mem_errors
-                rep["log_errors"] = self.log_errors
-            except MemoryError:
-                rep = None
-        return rep
-
-    def _drain_guarded(self):
-        # drain(), where a failing chunk is counted (and lost) and the next is
-        # tried; bounded: one attempt per chunk in the ring, plus one.
-        k = len(self.ring) + 1
-        while len(self.ring) and k:
-            k -= 1
-            try:
-                self.drain()
-            except MemoryError:
-                self._out_of_memory()
-            except Exception as e:
-                self._fault("drain", type(e).__name__)
-
-    def _budget_report(self):
-        # budget.report() allocates a dict: retry once after a collect.
-        for _ in (0, 1):
-            try:
-                return self.budget.report()
-            except MemoryError:
-                gc.collect()
-            except Exception as e:
-                self._fault("finish", type(e).__name__)
-                return None
-        return None
-
-    def _end(self):
-        # The `end` record, from the budget's counters into a preallocated list:
-        # no report dict needed and a one-argument telemetry frame, so it goes
-        # out with the heap exhausted. Retried once after a collect.
-        b = self.budget
-        v = self._endv
-        v[0] = self.produced
-        v[1] = self.processed
-        v[2] = self.dropped
-        v[3] = self.errors
-        v[4] = b.low_water or 0  # None before the first check
-        v[5] = b._gc_max
-        v[6] = b.gc_mean_us()
-        v[7] = b.checks
-        v[8] = b._n_warn
-        v[9] = b._n_crit
-        v[10] = len(self.ring)
-        for _ in (0, 1):
-            try:
-                self.tele.end_values(v)
-                return
-            except Exception:
-                self.tele_errors += 1
-                gc.collect()
-
-
-def _getenv(name):
-    try:
-        from os import getenv
-    except ImportError:
-        return None
-    return getenv(name)
-
-
-# (word in the `reset` record, machine constant)
-_CAUSES = (
-    ("power", "PWRON_RESET"),
-    ("hard", "HARD_RESET"),
-    ("wdt", "WDT_RESET"),
-    ("deepsleep", "DEEPSLEEP_RESET"),
-    ("soft", "SOFT_RESET"),
-)
-
-
-def _reset_cause(machine):
-    # machine.reset_cause() as a word, where the port has it (None elsewhere).
-    try:
-        c = machine.reset_cause()
-    except AttributeError:
-        return None
-    for word, name in _CAUSES:
-        if getattr(machine, name, None) == c:
-            return word
-    return "other"
-
-
-def open_log(fw, path):
-    """Open (and recover) the FlashLog at `path` for fw, per the profile's log_*
-    keys; the `logopen` record reports the recovered seq and how long it took.
-    Returns the log, or None when the flash cannot hold one (reported as `err`).
-    Never raises: a board whose log cannot open runs on without one."""
-    every, file_bytes, files = log_options(fw.profile)
-    if not every or not path:
-        return None
-    t0 = ticks_us()
-    try:
-        # Imported here, after the firmware's buffers: they need contiguous
-        # blocks, compiling flashlog.py on the board only transient ones.
-        from lowwater.flashlog import FlashLog
-
-        log = FlashLog(path, max_file_bytes=file_bytes, max_files=files)
-    except Exception as e:  # OSError, MemoryError, ...: the loop runs on without a log
-        e = type(e).__name__  # drop the exception (and its traceback) before reporting
-        gc.collect()
-        fw.log_errors += 1
-        fw._report("log", e)
-        return None
-    us = ticks_diff(ticks_us(), t0)
-    fw.use_log(log, every)
-    try:
-        fw.tele.record("logopen", "seq", log.seq, "us", us, "torn", log.recovered_truncated_bytes)
-    except Exception:
-        fw.tele_errors += 1
-    return log
-
 
 def _fatal(fw, e):
     # main()'s last resort, before a watchdog reset can hit: the traceback text
@@ -527,64 +349,34 @@ def _fatal(fw, e):
             pass
 
 
-def main(profile_path=None, chunks=None, sensor=None, log_path=None):
+def main(profile_path=None, chunks=None, sensor=None, log_path=None, stages=None):
     """Entry point of firmware/main.py.
 
     On a board: /board.json is the profile, the flash log is /log, the loop runs
     until reset and a machine.WDT (profile wdt_ms) is fed per chunk. On the unix
     port LOWWATER_BOARD (profile path), LOWWATER_CHUNKS (0 = forever) and
     LOWWATER_LOG (log folder; no log without it) choose the run. `sensor`
-    replaces the profile's sensor (tests, fault injection).
+    replaces the profile's sensor (tests, fault injection); `stages` (a list of
+    stage objects, docs/pipeline.md) replaces the profile's "stages".
 
     A bad profile prints `lowwater: board profile: <field> ...` and stops: on a
     board main() returns (a SystemExit would soft-reset the board into the same
-    error, forever); on the unix port it exits with status 2."""
-    env_board = _getenv("LOWWATER_BOARD")
-    on_board = profile_path is None and env_board is None
-    path = profile_path or env_board or _DEFAULT_PROFILE
-    if chunks is None:
-        chunks = int(_getenv("LOWWATER_CHUNKS") or 0)
-    if log_path is None:
-        log_path = _getenv("LOWWATER_LOG") or (_DEFAULT_LOG if on_board else None)
-    try:
-        profile = load(path)
-        log_options(profile)
-    except ValueError as e:
-        # A bad profile fails at start with a message naming the field.
-        print("lowwater:", e)
-        if on_board:
-            return None
-        raise SystemExit(2)
-    if sensor is None:
-        from lowwater import sensor as _sensor
+    error, forever); on the unix port it exits with status 2.
 
-        try:
-            sensor = _sensor.from_profile(profile["sensor"])
-        except ImportError:
-            # No machine.ADC (the plain unix port): simulate the same channel.
-            s = profile["sensor"]
-            sensor = _sensor.SimSensor(s["seed"], s["width"], s["rate_hz"])
-            print("lowwater: no machine.ADC here, simulating the", s["kind"], "sensor")
-    tele = pub = None
-    if "mqtt" in profile:  # opt-in: publish the records to a broker too (docs/fleet.md)
-        from lowwater import mqtt
+    The boot-time wiring is lowwater.startup; it (and lowwater.config, unless
+    loaded before main()) is dropped from sys.modules before the loop runs."""
+    import sys
 
-        tele, pub = mqtt.telemetry(profile, __version__)
-    fw = Firmware(profile, sensor, telemetry=tele)
-    fw.boot()
-    try:
-        import machine
-    except ImportError:
-        machine = None  # CPython
-    if machine is not None:
-        cause = _reset_cause(machine)
-        if cause is not None:
-            fw.tele.record("reset", "cause", cause)
-        try:
-            fw.use_watchdog(machine.WDT(timeout=profile["wdt_ms"]))
-        except AttributeError:
-            pass  # the plain unix port's machine module has no WDT
-    open_log(fw, log_path)
+    keep = [m for m in _BOOT_ONLY if m in sys.modules]
+    from lowwater import startup
+
+    r = startup.start(profile_path, chunks, sensor, log_path, stages)
+    startup = None
+    _forget(sys, keep)
+    if r is None:
+        return None
+    fw, chunks, pub = r
+    r = None
     try:
         fw.run(chunks)  # raises nothing but KeyboardInterrupt (and SystemExit)
     except KeyboardInterrupt:
@@ -595,3 +387,29 @@ def main(profile_path=None, chunks=None, sensor=None, log_path=None):
     if pub is not None:
         pub.close()  # retained `done`, DISCONNECT
     return fw
+
+
+# Modules only the start needs: main() frees the ones it loaded itself.
+_BOOT_ONLY = ("lowwater.startup", "lowwater.config")
+
+
+def _forget(sys, keep):
+    import lowwater
+
+    for m in _BOOT_ONLY:
+        if m not in keep and m in sys.modules:
+            del sys.modules[m]
+            try:
+                delattr(lowwater, m[9:])
+            except AttributeError:
+                pass
+    gc.collect()
+
+
+def __getattr__(name):
+    # Boot-time names that lived here before lowwater.startup (kept: public).
+    if name in ("open_log", "log_options", "_reset_cause", "_getenv", "_CAUSES", "_DEFAULT_PROFILE", "_DEFAULT_LOG"):
+        from lowwater import startup
+
+        return getattr(startup, name)
+    raise AttributeError(name)

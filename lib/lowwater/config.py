@@ -44,9 +44,13 @@ _OPTIONAL = (
     ("mpy_arch", str, 1, 16),  # mpy-cross -march of the board (lowwater mpy, deploy --mpy)
     ("cpu_hz", int, 1000000, 1000000000),  # CPU clock the virtual board reports (machine.freq)
 )
+# "stages" (optional): a list of {"module", "class", "name"?, ...} (_stages).
 _SENSOR = (("seed", int, 0, 0x3FFFFFFF), ("rate_hz", int, 1, 1000000), ("width", int, 1, 2))
 _FAMILIES = ("unix", "esp32", "rp2040")
-_SENSORS = ("sim", "adc")
+_SENSORS = ("sim", "adc", "custom")
+# A custom driver or a stage names a module and class (docs/pipeline.md).
+_CODE = (("module", str, 1, 64), ("class", str, 1, 64))
+_MAX_STAGES = 8
 # Characters of `name` and `chip`: they go into telemetry records as tokens.
 _NAME_CHARS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-"
 _MAX_FILE = 16384  # bytes of a profile file
@@ -123,11 +127,31 @@ def validate(p):
         check_settings(p["mqtt"], _need)
     s = p["sensor"]
     _need(s.get("kind") in _SENSORS, "sensor.kind", "must be one of " + ", ".join(_SENSORS))
-    _check(s, "sensor.", _SENSOR, True)
+    if s["kind"] == "custom":  # the user's driver: seed is the simulator's only
+        _check(s, "sensor.", _CODE, True)
+        _check(s, "sensor.", _SENSOR[1:], True)
+        _check(s, "sensor.", _SENSOR[:1], False)
+    else:
+        _check(s, "sensor.", _SENSOR, True)
+    if "stages" in p:
+        _stages(p["stages"])
     _need(p["chunk_size"] % s["width"] == 0, "chunk_size", "must be a multiple of sensor.width")
     if s["kind"] == "adc":
         _check(s, "sensor.", (("pin", int, 0, 63),), True)
     return p
+
+
+def _stages(st):
+    _need(type(st) is list, "stages", "must be a list")
+    _need(len(st) <= _MAX_STAGES, "stages", "may hold at most %d stages" % _MAX_STAGES)
+    for i, d in enumerate(st):
+        f = "stages[%d]" % i
+        _need(type(d) is dict, f, "must be a JSON object")
+        _check(d, f + ".", _CODE, True)
+        _check(d, f + ".", (("name", str, 1, 32),), False)
+        for k in ("module", "class", "name"):
+            if k in d:
+                _need(not [c for c in d[k] if c not in _NAME_CHARS], f + "." + k, "may hold only A-Z a-z 0-9 _ . -")
 
 
 def load(path):

@@ -231,4 +231,24 @@ def from_profile(sensor):
         if type(sensor.get("pin")) is not int:
             raise ValueError("adc sensor needs an int pin")
         return AdcSensor(ADC(Pin(sensor["pin"])), width)
+    if kind == "custom":
+        return custom(sensor)
     raise ValueError("unknown sensor kind")
+
+
+def custom(sensor):
+    """The user's driver a profile names: {"kind": "custom", "module": M,
+    "class": C, "width": 1|2, "rate_hz": ..., ...}: C(sensor) from module M (on
+    sys.path: / or /lib on a board). It must have readinto(buf) -> bytes written
+    (whole samples of `width` bytes, little-endian unsigned), allocating nothing
+    per call (docs/pipeline.md; `lowwater check --no-alloc M:C`)."""
+    mod = sensor.get("module")
+    name = sensor.get("class")
+    try:
+        m = __import__(mod, None, None, (name,))
+    except ImportError as e:
+        raise ImportError("sensor module %s: %s" % (mod, e))
+    cls = getattr(m, name, None)
+    if cls is None or not hasattr(cls, "readinto"):
+        raise ValueError("sensor %s:%s: no such class with readinto(buf)" % (mod, name))
+    return cls(sensor)
