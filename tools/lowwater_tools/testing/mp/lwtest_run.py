@@ -23,48 +23,51 @@ def _ints(v):
     return [int(x) if x else None for x in v.split(":")]
 
 
-def _grab(pieces, budget):
-    # Fill pieces with bytearrays, largest first, until `budget` bytes (None:
-    # every free byte) are held or nothing more fits.
-    n = gc.mem_free()
-    for i in range(len(pieces)):
-        free = gc.mem_free()
-        if budget is not None:
-            if budget < 32:
+def _hold(pieces, i, want):
+    # Fill pieces[i:] with bytearrays, largest first, until `want` more bytes
+    # are held or nothing more fits; returns the next free slot.
+    n = want
+    while i < len(pieces) and want >= 64:
+        if n > want:
+            n = want
+        try:
+            pieces[i] = bytearray(n - 32)  # less the object and the rounding to a block
+        except MemoryError:
+            n = n * 3 // 4
+            if n < 64:
                 break
-            free = min(free, budget)
-        if n > free:
-            n = free
-        while n >= 32:
-            try:
-                pieces[i] = bytearray(n)
-                break
-            except MemoryError:
-                n = n * 3 // 4
-        if pieces[i] is None:
-            break
-        if budget is not None:
-            budget -= n
+            continue
+        want -= n
+        i += 1
+    return i
 
 
 def _ballast(limit):
-    # Leave the body `limit` bytes of heap, as contiguous as the heap allows:
-    # reserve them (largest blocks first), hold back every other free byte in
-    # up to 256 pieces (then the holes of a fragmented heap), free the reserve.
-    # The body fails with MemoryError when its live heap would exceed the
-    # limit. Holes smaller than a bytearray (~64 B) stay free: exact to a few
-    # hundred bytes.
+    # Leave the body `limit` bytes of heap, as contiguous as the heap allows.
+    # 1. Hold every free byte (largest pieces first, then the holes).
+    # 2. Give back pieces, largest first, until `limit` bytes are free: the
+    #    first one is usually the heap's big free region.
+    # 3. Hold the excess again: the allocator takes the lowest address that
+    #    fits, so the `limit` bytes left are the given-back region's tail.
+    # A piece that a stale pointer keeps alive (the GC is conservative; the
+    # 32-bit runtime also scans a shadow stack) does not come back: the next
+    # one is given back instead. The body fails with MemoryError when its live
+    # heap would exceed the limit; exact to a few hundred bytes.
     gc.collect()
-    reserve = [None] * 16
-    _grab(reserve, limit)
     pieces = [None] * 256
-    _grab(pieces, None)
-    # Empty the reserve's slots, not only drop the list: a stale pointer to the
-    # list (the conservative GC scans frames and, on the 32-bit runtime, a
-    # shadow stack) would otherwise keep every reserved byte alive.
-    for i in range(len(reserve)):
-        reserve[i] = None
-    reserve = None
+    top = _hold(pieces, 0, gc.mem_free())
+    j = 0
+    while gc.mem_free() < limit and j < top:
+        pieces[j] = None
+        j += 1
+        gc.collect()
+    over = gc.mem_free() - limit
+    if over >= 64:
+        k = 0
+        while k < len(pieces) and pieces[k] is not None:
+            k += 1
+        # slots 0..j-1 are free again; _hold fills from the first
+        _hold(pieces, k, over)
     gc.collect()
     return pieces
 
