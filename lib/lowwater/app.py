@@ -330,6 +330,7 @@ class Firmware(Handlers):
             p["name"], self.heap, self.warn_free, self.min_free, p["chunk_size"], p["chunk_count"], __version__
         )
 
+
 def _fatal(fw, e):
     # main()'s last resort, before a watchdog reset can hit: the traceback text
     # and an `err where=main` record go out at once (a monitor shows why the
