@@ -39,3 +39,97 @@ def test_bad_profile_names_the_field(tmp_path):
     res = lowwater("check", "--board", str(bad))
     assert res.returncode == 1
     assert "min_free" in res.stderr and "Traceback" not in res.stderr
+
+
+# ---- check --no-alloc: the user's stage, driver or function on MicroPython --------
+
+ROOT = boards.BOARDS.parent
+ACCEL = ROOT / "examples" / "accel"
+
+BAD_STAGES = """\
+class Lists:
+    def __init__(self, spec, ctx):
+        self.k = 0
+
+    def process(self, src, n, dst):
+        vals = [src[0], src[1]]
+        self.k += len(vals)
+        return n
+
+
+class BigFrame:
+    def __init__(self, spec, ctx):
+        pass
+
+    def process(self, src, n, dst):
+        a = 1; b = 2; c = 3; d = 4; e = 5; f = 6; g = 7; h = 8; i = 9
+        return n + a + b + c + d + e + f + g + h + i - 45
+
+
+def copy(src, n, dst):
+    i = 0
+    while i < n:
+        dst[i] = src[i]
+        i += 1
+    return n
+
+
+VALUE = 3
+"""
+
+
+@pytest.fixture
+def bad_dir(tmp_path):
+    (tmp_path / "badstage.py").write_text(BAD_STAGES)
+    return tmp_path
+
+
+@pytest.mark.parametrize("spec", ["myfilter:HighPass", "myfilter:Threshold", "accel:Accel3"])
+def test_no_alloc_passes_the_example_stages_and_driver(spec):
+    res = lowwater(
+        "check", "--board", str(ACCEL / "board.json"), "--no-alloc", spec, "--path", str(ACCEL / "lib"), timeout=300
+    )
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "unix    " in res.stdout and "allocates nothing: 0 B per call" in res.stdout
+    assert "ALLOCATES" not in res.stdout
+
+
+def test_no_alloc_names_the_line_that_allocates(bad_dir):
+    res = lowwater("check", "--no-alloc", "badstage:Lists", "--path", str(bad_dir), "--runtime", "unix")
+    assert res.returncode == 3, res.stdout + res.stderr
+    assert "ALLOCATES" in res.stdout and "heap_lock: MemoryError" in res.stdout
+    assert 'badstage.py", line 6, in process' in res.stdout
+
+
+def test_no_alloc_sees_a_heap_frame_heap_lock_misses(bad_dir):
+    res = lowwater("check", "--no-alloc", "badstage:BigFrame", "--path", str(bad_dir), "--runtime", "unix")
+    assert res.returncode == 3, res.stdout + res.stderr
+    assert "heap_lock: no MemoryError" in res.stdout and "heap-allocated frame" in res.stdout
+
+
+def test_no_alloc_takes_a_plain_function(bad_dir):
+    res = lowwater("check", "--no-alloc", "badstage:copy", "--path", str(bad_dir), "--runtime", "unix")
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "function: allocates nothing" in res.stdout
+
+
+@pytest.mark.parametrize(
+    "spec, msg",
+    [
+        ("badstage:VALUE", "is not a stage"),
+        ("badstage:Nope", "module badstage has no Nope"),
+        ("nomod:X", "cannot import module nomod"),
+        ("foo", "expects MODULE:NAME"),
+        ("a b:C", "expects MODULE:NAME"),
+    ],
+)
+def test_no_alloc_bad_spec_is_one_line_exit_1(bad_dir, spec, msg):
+    res = lowwater("check", "--no-alloc", spec, "--path", str(bad_dir), "--runtime", "unix")
+    assert res.returncode == 1, res.stdout + res.stderr
+    assert res.stderr.startswith("lowwater: ") and msg in res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1 and "Traceback" not in res.stderr
+
+
+def test_no_alloc_path_must_be_a_folder(tmp_path):
+    res = lowwater("check", "--no-alloc", "x:Y", "--path", str(tmp_path / "nope"))
+    assert res.returncode == 1 and "is not a folder" in res.stderr and "Traceback" not in res.stderr
