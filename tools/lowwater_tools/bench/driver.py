@@ -37,6 +37,7 @@ FILLS = (0.1, 0.5, 0.9)
 POOL_HEAP = 1 << 20  # the pool benchmark's unix heap: three 16-33 KB arenas side by side
 IMPORT_HEAP = 1 << 20  # heap for the import-cost cases (bytes retained do not depend on it)
 RING_HEAP = 1 << 19  # the ring benchmark's: six variants of a 16 KiB ring side by side
+LOOP_HEAP = 1 << 18  # mp_loop.py's: three firmwares side by side
 
 # Settings: (default, quick). reps=N on the command line scales the repetitions.
 SETTINGS = {
@@ -281,6 +282,13 @@ class Bench:
         self.profile_path = boards.profile_path(boards.DEFAULT_BOARD)
         self.heap = boards.unix_heap(prof)
 
+    def _mpy(self):
+        """lib/ compiled to .mpy for the unix port, once per run (a temporary folder)."""
+        if getattr(self, "_mpy_dir", None) is None:
+            self._mpy_tmp = tempfile.TemporaryDirectory(prefix="lowwater-bench-mpy-")
+            self._mpy_dir = build_mpy(mp_version()[1], Path(self._mpy_tmp.name))
+        return self._mpy_dir
+
     # rows --------------------------------------------------------------
     def row(self, id, section, figure, value, unit, detail="", goal=None, met=None, lo=None, hi=None, **extra):
         r = {
@@ -438,9 +446,14 @@ class Bench:
             **self.s["loop"],
         }
         self.log("firmware loop: heap per chunk, budget overhead")
-        res = run_mp("mp_loop.py", cfg, self.heap, self.timeout)
+        # lib as .mpy, as on a board, and LOOP_HEAP: three firmwares side by
+        # side do not fit the unix board's 128 KiB heap (one does: test_app_defaults)
+        res = run_mp("mp_loop.py", cfg, LOOP_HEAP, self.timeout, env_lib=self._mpy())
         self.raw["loop"] = res
-        section = "Firmware loop (Firmware.step, unix board profile, SimSensor, telemetry off)"
+        section = (
+            f"Firmware loop (Firmware.step, unix board profile, SimSensor, telemetry off, lib as .mpy, "
+            f"{LOOP_HEAP // 1024} KiB heap: three firmwares side by side)"
+        )
         b = res["heap_per_chunk_nocheck"]
         self.row(
             "heap.loop.nocheck",
@@ -510,8 +523,7 @@ class Bench:
         .mpy, as a board runs it (compiling the sources would not fit 128 KiB)."""
         if shutil.which("valgrind") is None:
             raise UserError("valgrind not found: run `make sysdeps` (it installs it)")
-        with tempfile.TemporaryDirectory(prefix="lowwater-bench-mpy-") as tmp:
-            self._callgrind(build_mpy(mp_version()[1], Path(tmp)))
+        self._callgrind(self._mpy())
 
     def _callgrind(self, mpy):
         q = self.s["cg"]
@@ -593,15 +605,14 @@ class Bench:
     def tutorial(self):
         """The tutorial loop against the firmware (mp_tutorial.py): one process
         per variant and repetition, rotated, at the unix board heap, lib as .mpy."""
-        with tempfile.TemporaryDirectory(prefix="lowwater-bench-mpy-") as tmp:
-            mpy = build_mpy(mp_version()[1], Path(tmp))
-            self.log("tutorial loop vs firmware")
-            runs = {"tutorial": [], "firmware": []}
-            n = self.s["tutorial"]["n"]
-            for rep in range(self.s["tutorial"]["reps"]):
-                for v in _order(["tutorial", "firmware"], rep):
-                    cfg = {"variant": v, "n": n, "profile": str(self.profile_path)}
-                    runs[v].append(run_mp("mp_tutorial.py", cfg, self.heap, self.timeout, env_lib=mpy))
+        mpy = self._mpy()
+        self.log("tutorial loop vs firmware")
+        runs = {"tutorial": [], "firmware": []}
+        n = self.s["tutorial"]["n"]
+        for rep in range(self.s["tutorial"]["reps"]):
+            for v in _order(["tutorial", "firmware"], rep):
+                cfg = {"variant": v, "n": n, "profile": str(self.profile_path)}
+                runs[v].append(run_mp("mp_tutorial.py", cfg, self.heap, self.timeout, env_lib=mpy))
         self.raw["tutorial"] = runs
         section = (
             f"Tutorial loop (new buffer per read, built-in min/max/mean, gc.mem_free() printed, results in a dict) "
@@ -660,7 +671,7 @@ class Bench:
             warm = prof["check_every"] * (2 if self.quick else prof["store_items"] + 2)
             cfg = {"mode": "gc", "profile": str(boards.profile_path(name)), "warmup": warm, **self.s["gc"]}
             self.log(f"gc pauses: {name} (heap {heap} B)")
-            res = run_mp("mp_loop.py", cfg, heap, self.timeout)
+            res = run_mp("mp_loop.py", cfg, heap, self.timeout, env_lib=self._mpy())
             self.raw["gc"][name] = res
             ps = res["pauses_us"]
             p50, p99, mx = median(ps), percentile(ps, 99), max(ps)
@@ -873,6 +884,15 @@ class Bench:
     # all ---------------------------------------------------------------------
     def run(self) -> dict:
         t0 = time.time()
+        try:
+            self._run_all()
+        finally:
+            if getattr(self, "_mpy_tmp", None) is not None:
+                self._mpy_tmp.cleanup()
+        goals = [r for r in self.rows if r["met"] is not None]
+        return self._result(t0, goals)
+
+    def _run_all(self):
         self.rings()
         self.callgrind()
         self.tutorial()
@@ -880,7 +900,8 @@ class Bench:
         self.gc_pauses()
         self.pools()
         self.cold()
-        goals = [r for r in self.rows if r["met"] is not None]
+
+    def _result(self, t0, goals):
         return {
             "meta": {
                 "quick": self.quick,
