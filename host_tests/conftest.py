@@ -26,6 +26,11 @@ for p in (LIB, PORTABLE):
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "early: run before the rest (a slow test xdist should start first)")
+    # Without the plugin the portable tests would run as plain CPython tests: say so instead.
+    if not config.pluginmanager.hasplugin("lowwater"):
+        raise pytest.UsageError(
+            "the lowwater pytest plugin is not loaded (entry point lowwater_tools.testing.plugin): run `make setup`"
+        )
 
 
 def pytest_collection_modifyitems(config, items):
