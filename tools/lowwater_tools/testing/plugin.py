@@ -142,7 +142,7 @@ def pytest_pyfunc_call(pyfuncitem):
             pyfuncitem.obj()
         except Exception as e:
             if type(e).__name__ == "Skip":  # lwtest.Skip, or a project's own
-                pytest.skip(str(e))
+                _skip(str(e))
             raise
         return True
     # memory.py is a plugin (pytest_plugins above): imported here, not at the
@@ -170,11 +170,16 @@ def pytest_pyfunc_call(pyfuncitem):
     )
     kind, detail = runtimes.outcome(res)
     if kind == "skip":
-        pytest.skip(detail)
+        _skip(detail)
     if kind == "fail":
         what = "MicroPython" if rt == "micropython" else "MicroPython 32-bit (wasm32)"
         pytest.fail(f"{what} (heap {heap} B) failed, exit {res.returncode}:\n{detail}", pytrace=False)
     return True
+
+
+def _skip(reason: str):
+    # reported at the test's own location, not this file's
+    raise pytest.skip.Exception(reason, _use_item_location=True)
 
 
 def pytest_report_header(config):
