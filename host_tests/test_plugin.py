@@ -95,6 +95,13 @@ def test_a_bad_runtime_name_is_a_usage_error(pytester):
     assert "unknown runtime pypy" in r.stderr.str()
 
 
+def test_an_unknown_board_is_a_usage_error(pytester):
+    _example(pytester)
+    r = pytester.runpytest_inprocess("-p", "no:cacheprovider", "--board", "esp99")
+    assert r.ret == pytest.ExitCode.USAGE_ERROR
+    assert "unknown board 'esp99'" in r.stderr.str()
+
+
 def test_portable_folder_from_the_command_line(pytester):
     # no ini: --lowwater-portable names the folder (lowwater_path still needs the ini)
     pytester.makepyfile(test_x="import lwtest\n\ndef test_bits():\n    assert lwtest.runtime_bits() in (32, 64)\n")

@@ -90,6 +90,10 @@ def pytest_configure(config):
             sys.path.insert(0, str(p))
     if hasattr(config, "workerinput"):
         return  # xdist workers: the controller checked (and built) the runtimes
+    try:
+        runtimes.default_heap(config.getoption("--board"), config.getoption("--mp-heap"))
+    except UserError as e:  # an unknown board: one line now, not one per item
+        raise pytest.UsageError(f"lowwater: {e}") from None
     for rt in state["runtimes"]:
         why = runtimes.missing(rt, log=lambda m: print(m, file=sys.stderr, flush=True))
         if why:
