@@ -29,6 +29,7 @@ from ..paths import LIB, ROOT, micropython_exe
 
 HERE = Path(__file__).resolve().parent
 PORTABLE = ROOT / "host_tests" / "portable"  # firstfit.py, ptest.py
+LWTEST = ROOT / "tools" / "lowwater_tools" / "testing" / "mp"  # lwtest.py, which ptest.py imports
 DEFAULT_JSON = ROOT / "build" / "bench" / "results.json"
 
 CAPS = (4096, 16384)
@@ -698,7 +699,7 @@ class Bench:
             **self.s["pool"],
         }
         self.log("pools against FirstFit")
-        res = run_mp("mp_pool.py", cfg, POOL_HEAP, self.timeout, path=[PORTABLE])
+        res = run_mp("mp_pool.py", cfg, POOL_HEAP, self.timeout, path=[PORTABLE, LWTEST])
         self.raw["pool"] = res
         section = (
             f"Allocators: alloc+free of a {res['size']} B block, arena of {res['blocks']} blocks; "
