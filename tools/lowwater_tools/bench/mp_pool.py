@@ -69,6 +69,7 @@ def main():
             "sizeclass": (_pairs_class, sp, cfg["ops_pool"]),
             "heap": (_pairs_heap, None, cfg["ops_pool"]),
         }
+        gc.collect()
         times = {}
         heap = {}
         for name in runs:
@@ -94,6 +95,7 @@ def main():
         assert ff.live() == live and bp.used == live and sp.used == live
         out.append({"fill": fill, "live": live, "us_per_pair": times, "heap_per_pair": heap, "ff_scanned": scanned})
         keep = runs = ff = bp = sp = None
+        gc.collect()
     _bt.emit({"size": size, "blocks": nb, "levels": out})
 
 
