@@ -6,8 +6,8 @@ firmware; a single test can need more or less of it (a bytearray costs the same
 on both, a tuple of pointers half on 32-bit). This measures, for a sample of
 portable tests (PER_MODULE per module, spread over each file; `--select TEXT`
 for all tests matching TEXT), the
-smallest heap on which `host_tests/portable/_mprun.py MODULE TEST` passes on
-each runtime (the harness's own runner, run as the harness does), by the same
+smallest heap on which the test passes on each runtime, run as the pytest
+plugin runs it (its runner `lwtest_run`, lowwater_tools.testing.runtimes), by the same
 bisection as the firmware fit (to RESOLUTION bytes), and reports the ratio unix / 32-bit: its spread is how far the single
 factor is from any one piece of code. The result is also written to
 build/fit/tests.json, which the firmware fit's closing note quotes.
@@ -24,10 +24,10 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from lowwater_tools import launch
 from lowwater_tools.boardio.fit import Trial, bisect
 from lowwater_tools.errors import UserError
-from lowwater_tools.paths import ROOT
+from lowwater_tools.paths import LIB, ROOT
+from lowwater_tools.testing import runtimes
 
 PORTABLE = ROOT / "host_tests" / "portable"
 RESULTS = ROOT / "build" / "fit" / "tests.json"
@@ -67,20 +67,19 @@ def sample(tests: list[tuple[str, str]], per_module: int) -> list[tuple[str, str
 
 
 def outcome(module: str, test: str, heap: int, runtime: str, timeout: float = TIMEOUT) -> str:
-    """ "ok", "skip" or "fail" of one portable test on one runtime and heap."""
+    """ "ok", "skip" or "fail" of one portable test on one runtime ("unix" or
+    "wasm32") and heap, run exactly as the pytest plugin runs it (its runner
+    `lwtest_run`, from the root, with root-relative MICROPYPATH)."""
+    item_rt = {v: k for k, v in runtimes.LAUNCH.items()}[runtime]
+    path = runtimes.micropypath(PORTABLE, [LIB], ROOT)
     try:
-        res = launch.run(
-            ["-m", "_mprun", module, test], heap, ["host_tests/portable"], lib="lib", runtime=runtime, timeout=timeout
-        )
+        res = runtimes.run_test(module, test, [], path, heap, item_rt, ROOT, timeout)
     except UserError:
         raise
     except (OSError, subprocess.SubprocessError):
         return "fail"
-    lines = res.out.rstrip().splitlines()
-    last = lines[-1] if lines else ""
-    if res.returncode == 0 and last.startswith("LWTEST SKIP"):
-        return "skip"
-    return "ok" if res.returncode == 0 and last == "LWTEST PASS" else "fail"
+    st, _ = runtimes.outcome(res)
+    return {"pass": "ok", "skip": "skip"}.get(st, "fail")
 
 
 def smallest(module: str, test: str, runtime: str, lo: int, hi: int, resolution: int) -> tuple[str, int | None]:
