@@ -1,15 +1,16 @@
 # lowwater._handlers: the firmware's run() and everything that handles a
 # failure or ends a run (docs/reliability.md): the error handlers, drain and
 # finish with the exact accounting chunks = processed + dropped + left.
-# lowwater.app.Firmware inherits these; none of them is on the per-chunk path
-# but run()'s loop, and none of them raises (but KeyboardInterrupt).
+# lowwater.app binds them in Firmware's own class body; none of them
+# is on the per-chunk path but run()'s loop, and none of them raises (but
+# KeyboardInterrupt).
 import gc
 
 from lowwater.budget import CRITICAL
 
 
 class Handlers:
-    """Base of lowwater.app.Firmware: run(), drain(), finish() and the handlers."""
+    """Methods of lowwater.app.Firmware: run(), drain(), finish() and the handlers."""
 
     def drain(self):
         """Process what is still in the ring (end of a bounded run)."""

@@ -19,7 +19,7 @@
 import gc
 
 from lowwater import __version__
-from lowwater._handlers import Handlers
+from lowwater._handlers import Handlers as _H
 from lowwater.budget import CRITICAL, OK, Budget
 from lowwater.pool import BlockPool
 from lowwater.process import WCHUNKS, WMAX, WMEAN, WMIN, ChunkStats, _smooth, _stats
@@ -40,7 +40,7 @@ def _summary_bytes(v):
     return 64
 
 
-class Firmware(Handlers):
+class Firmware:
     """One board's acquisition pipeline, built from a validated profile.
 
     fw = Firmware(profile, sensor=SimSensor(1)); fw.run(1000); fw.finish()"""
@@ -334,6 +334,23 @@ class Firmware(Handlers):
         self.tele.boot(
             p["name"], self.heap, self.warn_free, self.min_free, p["chunk_size"], p["chunk_count"], __version__
         )
+
+    # run(), finish() and the handlers live in lowwater._handlers and are bound
+    # here, in Firmware's own dict: not a base class, since Firmware has a
+    # property, so every `self.x = v` in step() searches the class (and its
+    # bases) for a setter: a base class cost ~900 instructions per chunk, and
+    # so did adding these with setattr() after the class (a fuller dict; a
+    # miss scans it). Callgrind step figures: docs/performance.md.
+    drain = _H.drain
+    run = _H.run
+    _report = _H._report
+    _fault = _H._fault
+    _account = _H._account
+    _out_of_memory = _H._out_of_memory
+    finish = _H.finish
+    _drain_guarded = _H._drain_guarded
+    _budget_report = _H._budget_report
+    _end = _H._end
 
 
 def _fatal(fw, e):
