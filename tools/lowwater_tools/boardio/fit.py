@@ -55,12 +55,12 @@ RUNS = {
     "wasm32": (("wasm32", "wasm32", "twins"),),
     "unix": (("unix", "unix", "viper"),),
 }
-# The modelled board figure (unix port / UNIX_HEAP_FACTOR) agrees with the 32-bit
-# measurement of the same code (the twins on both) to within this: the factor is
-# one number for the whole firmware, measured at 1.38-1.40 (docs/boards.md), and
-# the firmware's own 64/32 ratio came out at 1.36-1.41 as .mpy (docs/fit.md), so
-# the model is within about 3 %; 5 % leaves room for passing not being monotone
-# near the edge (the bisection's 1 KiB resolution is ~1.4 % of it).
+# The modelled board figure (unix port / UNIX_HEAP_FACTOR) is judged against the
+# 32-bit measurement of the same code (the twins on both) to within this. 5 %:
+# the factor is one number for a whole firmware (docs/boards.md), the bisection's
+# 1 KiB resolution is 1-1.5 % of the answers, and passing is not monotone near
+# the edge. A miss beyond it means the one factor is wrong for this firmware on
+# this board, and the 32-bit figure is the one to trust (docs/fit.md).
 MODEL_TOLERANCE_PCT = 5.0
 
 
