@@ -145,6 +145,21 @@ def _version_args(mpy_version) -> list[str]:
     return ["-b", f"{want[0]}.{want[1]}" if want[1] is not None else str(want[0])]
 
 
+def host_lib(arch: str = "x64") -> Path:
+    """lib/ compiled for the unix port into build/mpy-<arch>, as a board gets it with
+    `lowwater deploy --mpy`; rebuilt only when a source is newer than its .mpy or
+    the set of sources changed, so starting the firmware does not wait for
+    mpy-cross each time. Returns the folder to put on MICROPYPATH."""
+    out_dir = ROOT / "build" / f"mpy-{arch}"
+    srcs = sources(LIB)
+    outs = {out_dir / src.relative_to(LIB).with_suffix(".mpy"): src for src in srcs}
+    have = set(out_dir.rglob("*.mpy")) if out_dir.is_dir() else set()
+    stale = have != set(outs) or any(o.stat().st_mtime < s.stat().st_mtime for o, s in outs.items())
+    if stale:
+        build(out_dir, arch=arch)
+    return out_dir
+
+
 def _compile(src: Path, rel: Path, out: Path, args: list[str]) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + ".tmp")

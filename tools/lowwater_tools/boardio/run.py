@@ -1,7 +1,7 @@
 """`lowwater run --board B`: run the firmware on the MicroPython unix port, show its telemetry live.
 
 Runs `micropython -X heapsize=<board's unix heap> firmware/main.py` with lib/ on
-MICROPYPATH, LOWWATER_BOARD=<profile json> and LOWWATER_CHUNKS=<N, 0 = until
+MICROPYPATH (compiled to .mpy in build/mpy-x64, as deployed; --source: the .py), LOWWATER_BOARD=<profile json> and LOWWATER_CHUNKS=<N, 0 = until
 Ctrl-C>. Ctrl-C (or --duration) is forwarded to the firmware as one SIGINT; it
 prints its `end` record and exits; if it has not exited within a few seconds it
 is killed. Exit status 0 only when the firmware exited cleanly and printed `end`.
@@ -22,7 +22,8 @@ from pathlib import Path
 from lowwater_tools import args as targs, boards
 from lowwater_tools.errors import UserError
 from lowwater_tools import launch
-from lowwater_tools.paths import FIRMWARE
+from lowwater_tools.boardio import mpybuild
+from lowwater_tools.paths import FIRMWARE, LIB
 from lowwater_tools.telemetry.live import StopSignals, render_summary
 from lowwater_tools.telemetry.report import LeakFit, leak
 from lowwater_tools.telemetry.session import Session
@@ -61,6 +62,12 @@ def add_arguments(p):
         "--csv", type=targs.output_file, metavar="FILE", help="save the parsed records as CSV (flushed per record)"
     )
     p.add_argument("--quiet", action="store_true", help="no live view or record lines: only the summary")
+    p.add_argument(
+        "--source",
+        action="store_true",
+        help="import lib/ as .py source, compiled on the heap (default: lib/ compiled with mpy-cross, as "
+        "`lowwater deploy --mpy` puts it on a board; compiling from source needs far more heap at import)",
+    )
     p.add_argument("--fail-on", type=targs.fail_on(), default=(), metavar="LIST", help=targs.fail_on_help())
     # For tests and firmware development: another main script, a shorter grace period.
     p.add_argument("--main", default=None, help=argparse.SUPPRESS)
@@ -71,9 +78,9 @@ def firmware_command(main: Path, heap: int) -> list[str]:
     return launch.command([str(main)], heap)
 
 
-def firmware_env(profile_path: Path, chunks: int) -> dict:
+def firmware_env(profile_path: Path, chunks: int, lib: Path = LIB) -> dict:
     extra = {"LOWWATER_BOARD": str(Path(profile_path).resolve()), "LOWWATER_CHUNKS": str(chunks)}
-    return launch.env(extra=extra)
+    return launch.env(lib=lib, extra=extra)
 
 
 def run(args) -> int:
@@ -88,7 +95,7 @@ def run(args) -> int:
     if not main.is_file():
         raise UserError(f"{main} not found" + ("" if args.main else ": the firmware is not written yet?"))
     cmd = firmware_command(main, heap)
-    env = firmware_env(ppath, args.chunks)
+    env = firmware_env(ppath, args.chunks, LIB if args.source else mpybuild.host_lib("x64"))
 
     noise = collections.deque(maxlen=40)  # last lines that were not records (tracebacks)
     fit = LeakFit() if "leak" in args.fail_on else None

@@ -28,7 +28,6 @@ from pathlib import Path
 from .. import boards as boardsmod
 from .. import launch
 from ..boardio import mpybuild
-from ..paths import LIB, ROOT
 
 PROFILES = ("esp32", "esp32s3", "pico_w", "rp2040", "unix")
 # Extra unix-port heap for the MQTT client: importing lowwater.mqtt and
@@ -36,21 +35,11 @@ PROFILES = ("esp32", "esp32s3", "pico_w", "rp2040", "unix")
 # (docs/fleet.md); the `unix` profile has no room for that on top of its budget.
 MQTT_HEAP = 24 * 1024
 NETBOARD = Path(__file__).resolve().parent / "device" / "netboard.py"
-MPY_DIR = ROOT / "build" / "fleet-mpy"
 
 
 def mpy_lib() -> Path:
-    """lib/ compiled for x64 into build/fleet-mpy, rebuilt only when a source is
-    newer than its .mpy (starting a fleet must not wait for mpy-cross each time)."""
-    fresh = True
-    for src in mpybuild.sources(LIB):
-        out = MPY_DIR / src.relative_to(LIB).with_suffix(".mpy")
-        if not out.exists() or out.stat().st_mtime < src.stat().st_mtime:
-            fresh = False
-            break
-    if not fresh:
-        mpybuild.build(MPY_DIR, arch="x64")
-    return MPY_DIR
+    """lib/ compiled for x64 (build/mpy-x64), rebuilt only when a source changed."""
+    return mpybuild.host_lib("x64")
 
 
 def board_profile(
@@ -97,7 +86,7 @@ class NetBoards:
         self.paths: list[Path] = []
         self.heaps: list[int] = []
         self.procs: list[subprocess.Popen] = []
-        self.mpy = MPY_DIR
+        self.mpy: Path | None = None  # set by prepare()
 
     def prepare(self) -> None:
         self.mpy = mpy_lib()
