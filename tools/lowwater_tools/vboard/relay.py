@@ -199,6 +199,14 @@ def _crlf(c: _Child, text: bytes) -> bytes:
     return lead + text.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
 
 
+def _prefix_tail(buf: bytes, mark: bytes) -> int:
+    """The length of the longest end of buf that is a start of mark (shorter than mark)."""
+    for k in range(min(len(mark) - 1, len(buf)), 0, -1):
+        if buf.endswith(mark[:k]):
+            return k
+    return 0
+
+
 class VirtualBoard:
     """A board profile's MicroPython on a pty, its flash a littlefs image.
 
@@ -428,7 +436,9 @@ class VirtualBoard:
         self._kill_child(c)
         if self._stop:
             return
-        if not c.booted:
+        if not c.booted and cause == "soft":
+            # It ended by itself while booting: the boot is broken (a watchdog that
+            # runs out while the board boots resets it, as a board's would: below).
             self._fail(f"the interpreter ended before it mounted the image (exit {c.proc.returncode})")
             return
         # Input the dead interpreter never read is lost, as on a board that resets.
@@ -461,8 +471,7 @@ class VirtualBoard:
                 break
             self._from_board(c, data)
         if c.hold:  # an unfinished frame header: it was text after all
-            hold, c.hold = c.hold, b""
-            self._emit(_crlf(c, hold))
+            self._release_hold(c)
 
     def _fail(self, msg: str) -> None:
         self.error = msg
@@ -577,6 +586,12 @@ class VirtualBoard:
             word, _, arg = line.decode("ascii", "replace").partition(" ")
             if word == "boot":
                 c.booted = True
+                if self._wdt_deadline is not None:
+                    # The unix port's start (a new process, vboot.py compiled, the
+                    # stand-ins imported) is no board time: a board restarts in a few
+                    # ms. Under load it took seconds, and a firmware's watchdog then
+                    # reset the board in the middle of the next mpremote/ampy command.
+                    self._wdt_deadline += time.monotonic() - c.started
                 with self._cond:
                     self.boot_count += 1
                     self._cond.notify_all()
@@ -600,7 +615,7 @@ class VirtualBoard:
         c = self._child
         if c is None:
             return
-        if self._wdt_deadline is not None and now >= self._wdt_deadline:
+        if self._wdt_deadline is not None and c.booted and now >= self._wdt_deadline:
             self._reset("wdt", f"{WDT_RESET_LINE} (not fed for {self._wdt_ms} ms)")
             return
         if not c.booted and (c.failed or now - c.started > self.timeout):
@@ -609,13 +624,20 @@ class VirtualBoard:
             self._fail("boot failed" if c.failed else f"no boot within {self.timeout:g} s")
             return
         if c.hold and now - c.hold_since >= _HOLD_MAX:
-            hold, c.hold = c.hold, b""  # not a frame header after all: text
-            self._emit(_crlf(c, hold))
+            self._release_hold(c)  # not a frame header after all: text
 
     # ---- data paths -------------------------------------------------------
 
     def _from_board(self, c: _Child, data: bytes) -> None:
-        data = _cook(c, data)
+        self._to_client(c, _cook(c, data))
+
+    def _release_hold(self, c: _Child) -> None:
+        hold, c.hold = c.hold, b""
+        self._to_client(c, _crlf(c, hold))
+
+    def _to_client(self, c: _Child, data: bytes) -> None:
+        # Cooked output, held text included, takes one path: the raw-restart filter
+        # and the REPL-mode tracking see every byte the client gets, in order.
         if not data:
             return
         if c.filter is not None:
@@ -630,9 +652,10 @@ class VirtualBoard:
         if c.filter == "sentinel":
             i = buf.find(SENTINEL)
             if i < 0:
-                keep = len(SENTINEL) - 1
-                c.scan = buf[-keep:]
-                return buf[:-keep]
+                # keep back only an end that may be the start of SENTINEL
+                keep = _prefix_tail(buf, SENTINEL)
+                c.scan = buf[len(buf) - keep :]
+                return buf[: len(buf) - keep]
             out = buf[:i]
             c.filter = "banner"
             c.scan = b""
