@@ -23,7 +23,7 @@ import pytest
 from lowwater_tools.paths import LIB, tool_exe
 from mprunner import run
 
-MODULES = ("__init__", "_compat", "app", "config", "budget", "process", "ring", "telemetry", "sensor")
+MODULES = ("__init__", "_compat", "app", "_handlers", "config", "budget", "process", "ring", "telemetry", "sensor")
 
 SCRIPT = r"""
 import gc, sys

@@ -165,3 +165,84 @@ class Handlers:
             except Exception:
                 self.tele_errors += 1
                 gc.collect()
+
+
+def fatal(fw, e):
+    # main()'s last resort, before a watchdog reset can hit: the traceback text
+    # and an `err where=main` record go out at once (a monitor shows why the
+    # board keeps resetting). Guarded: printing may fail on a full heap too.
+    try:
+        from lowwater._compat import print_exception
+
+        print_exception(e)
+    except Exception:
+        pass
+    if fw is not None:
+        fw._fault("main", type(e).__name__)
+    else:
+        try:
+            print("LW1 err where=main exc=" + type(e).__name__)
+        except Exception:
+            pass
+
+
+# Modules only the start needs (lowwater.startup, lowwater.config): app.main()
+# frees the ones it loaded itself (docs/distribution.md).
+BOOT_ONLY = ("lowwater.startup", "lowwater.config")
+
+
+def forget(sys, keep, only=BOOT_ONLY):
+    import lowwater
+
+    for m in only:
+        if m not in keep and m in sys.modules:
+            del sys.modules[m]
+            try:
+                delattr(lowwater, m[9:])
+            except AttributeError:
+                pass
+    gc.collect()
+
+
+_PAD = 8192
+
+
+def boot(cls, sys, profile_path, chunks, sensor, log_path, stages):
+    """app.main()'s start: (fw, chunks, publisher) or None (bad profile on a
+    board). lowwater.startup is dropped while the firmware's buffers are
+    allocated (they need contiguous blocks; with it loaded the 128 KiB unix
+    profile's ring did not fit, .mpy), then loaded again for arm()."""
+    keep = [m for m in BOOT_ONLY if m in sys.modules]  # loaded before main(): kept
+    # Room held while the start-up code and the profile load around it, and
+    # freed for the firmware's buffers: one contiguous hole where the ring and
+    # pool go (loading them first left the 128 KiB unix profile's heap too
+    # fragmented for its 4 KB ring on the virtual board, .mpy).
+    try:
+        pad = bytearray(_PAD)
+    except MemoryError:  # no such hole left: start without it
+        pad = None
+    r = _prepare(profile_path, chunks, sensor, log_path)
+    if r is None:
+        return None
+    del pad  # the hole the buffers go into
+    forget(sys, keep, BOOT_ONLY[:1])
+    fw = cls(r[0], r[2], telemetry=r[4], stages=stages)
+    _arm(fw, r[3])
+    forget(sys, keep)
+    return fw, r[1], r[5]
+
+
+# Each step in a frame of its own: the stale slots of a finished call's value
+# stack still point at startup's functions, and the conservative GC keeps what
+# they reach while that frame lives (11.6 KB more held during the loop when
+# main()'s own frame made the call, .mpy, measured).
+def _prepare(profile_path, chunks, sensor, log_path):
+    from lowwater import startup
+
+    return startup.prepare(profile_path, chunks, sensor, log_path)
+
+
+def _arm(fw, log_path):
+    from lowwater import startup
+
+    startup.arm(fw, log_path)

@@ -16,8 +16,6 @@
 # FlashLog (use_log), each window summary is appended to the flash log and the
 # log is flushed every `every` windows; the `log` record follows each flush
 # (docs/telemetry.md), so a host knows which records are durable.
-import gc
-
 from lowwater import __version__
 from lowwater._handlers import Handlers as _H
 from lowwater.budget import CRITICAL, OK, Budget
@@ -335,12 +333,9 @@ class Firmware:
             p["name"], self.heap, self.warn_free, self.min_free, p["chunk_size"], p["chunk_count"], __version__
         )
 
-    # run(), finish() and the handlers live in lowwater._handlers and are bound
-    # here, in Firmware's own dict: not a base class, since Firmware has a
-    # property, so every `self.x = v` in step() searches the class (and its
-    # bases) for a setter: a base class cost ~900 instructions per chunk, and
-    # so did adding these with setattr() after the class (a fuller dict; a
-    # miss scans it). Callgrind step figures: docs/performance.md.
+    # run(), finish() and the handlers (lowwater._handlers), bound in this dict:
+    # a base class made step() ~1,000 instructions per chunk slower (with a
+    # property here, every `self.x = v` searches the class and its bases).
     drain = _H.drain
     run = _H.run
     _report = _H._report
@@ -351,25 +346,6 @@ class Firmware:
     _drain_guarded = _H._drain_guarded
     _budget_report = _H._budget_report
     _end = _H._end
-
-
-def _fatal(fw, e):
-    # main()'s last resort, before a watchdog reset can hit: the traceback text
-    # and an `err where=main` record go out at once (a monitor shows why the
-    # board keeps resetting). Guarded: printing may fail on a full heap too.
-    try:
-        from lowwater._compat import print_exception
-
-        print_exception(e)
-    except Exception:
-        pass
-    if fw is not None:
-        fw._fault("main", type(e).__name__)
-    else:
-        try:
-            print("LW1 err where=main exc=" + type(e).__name__)
-        except Exception:
-            pass
 
 
 def main(profile_path=None, chunks=None, sensor=None, log_path=None, stages=None):
@@ -390,12 +366,9 @@ def main(profile_path=None, chunks=None, sensor=None, log_path=None, stages=None
     loaded before main()) is dropped from sys.modules before the loop runs."""
     import sys
 
-    keep = [m for m in _BOOT_ONLY if m in sys.modules]
-    from lowwater import startup
+    from lowwater import _handlers as h
 
-    r = startup.start(profile_path, chunks, sensor, log_path, stages)
-    startup = None
-    _forget(sys, keep)
+    r = h.boot(Firmware, sys, profile_path, chunks, sensor, log_path, stages)
     if r is None:
         return None
     fw, chunks, pub = r
@@ -405,28 +378,11 @@ def main(profile_path=None, chunks=None, sensor=None, log_path=None, stages=None
     except KeyboardInterrupt:
         pass
     except Exception as e:  # a bug past every handler: report it, end cleanly
-        _fatal(fw, e)
+        h.fatal(fw, e)
     fw.finish()
     if pub is not None:
         pub.close()  # retained `done`, DISCONNECT
     return fw
-
-
-# Modules only the start needs: main() frees the ones it loaded itself.
-_BOOT_ONLY = ("lowwater.startup", "lowwater.config")
-
-
-def _forget(sys, keep):
-    import lowwater
-
-    for m in _BOOT_ONLY:
-        if m not in keep and m in sys.modules:
-            del sys.modules[m]
-            try:
-                delattr(lowwater, m[9:])
-            except AttributeError:
-                pass
-    gc.collect()
 
 
 def __getattr__(name):

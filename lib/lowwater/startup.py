@@ -2,7 +2,8 @@
 # profile's sensor, its stages, the optional MQTT telemetry, the watchdog, the
 # reset cause and the flash log, around a lowwater.app.Firmware.
 #
-# Boot-only code: lowwater.app.main() imports this module, calls start(), and
+# Boot-only code: lowwater.app.main() imports this module for prepare(), drops
+# it before the firmware's buffers are allocated, imports it again for arm(),
 # then drops it (and lowwater.config, when main() loaded it) from sys.modules,
 # so their code is freed before the loop runs (docs/distribution.md).
 # Nothing here runs per chunk.
@@ -104,12 +105,10 @@ def _sensor(profile):
         return _s.SimSensor(s.get("seed", 1), s["width"], s["rate_hz"])
 
 
-def start(profile_path=None, chunks=None, sensor=None, log_path=None, stages=None):
-    """Everything main() does before the loop: (fw, chunks, publisher), or None
-    after a bad profile on a board (printed as `lowwater: board profile: ...`).
-    SystemExit(2) after a bad profile on the unix port."""
-    from lowwater.app import Firmware
-
+def prepare(profile_path=None, chunks=None, sensor=None, log_path=None):
+    """main()'s first half: (profile, chunks, sensor, log_path, telemetry,
+    publisher), or None after a bad profile on a board (printed as `lowwater:
+    board profile: ...`). SystemExit(2) after a bad profile on the unix port."""
     env_board = _getenv("LOWWATER_BOARD")
     on_board = profile_path is None and env_board is None
     path = profile_path or env_board or _DEFAULT_PROFILE
@@ -133,7 +132,12 @@ def start(profile_path=None, chunks=None, sensor=None, log_path=None, stages=Non
         from lowwater import mqtt
 
         tele, pub = mqtt.telemetry(profile, __version__)
-    fw = Firmware(profile, sensor, telemetry=tele, stages=stages)
+    return profile, chunks, sensor, log_path, tele, pub
+
+
+def arm(fw, log_path):
+    """main()'s second half, once the firmware's buffers are allocated: the
+    `boot` record, the reset cause, the watchdog and the flash log."""
     fw.boot()
     try:
         import machine
@@ -144,8 +148,7 @@ def start(profile_path=None, chunks=None, sensor=None, log_path=None, stages=Non
         if cause is not None:
             fw.tele.record("reset", "cause", cause)
         try:
-            fw.use_watchdog(machine.WDT(timeout=profile["wdt_ms"]))
+            fw.use_watchdog(machine.WDT(timeout=fw.profile["wdt_ms"]))
         except AttributeError:
             pass  # the plain unix port's machine module has no WDT
     open_log(fw, log_path)
-    return fw, chunks, pub
