@@ -69,7 +69,10 @@ def board_files(vb) -> dict[str, int]:
 @pytest.fixture(scope="module")
 def vb(tmp_path_factory):
     img = tmp_path_factory.mktemp("deploy") / "unix.lfs"
-    with VirtualBoard(board="unix", image=img, timeout=15) as board:
+    # The firmware these tests deploy arms a 5 s watchdog, which survives the
+    # soft resets of later deploys (as on a board): off here, these tests are
+    # about deploying (test_vboard_clients covers a reset mid-command).
+    with VirtualBoard(board="unix", image=img, timeout=15, watchdog=False) as board:
         yield board
 
 

@@ -224,7 +224,12 @@ class VirtualBoard:
         socket: str | None = None,
         timeout: float = 10.0,
         fresh: bool = False,
+        watchdog: bool = True,
     ):
+        # watchdog=False: machine.WDT is accepted and fed but never resets the board.
+        # For tests of other things (deploying to a board whose firmware armed its
+        # watchdog): a real board would reset mid-command, which those tests are not about.
+        self.watchdog = watchdog
         self.profile = boards.load(board)
         self.board = self.profile["name"]
         self.heap = boards.unix_heap(self.profile)  # what user code gets (see BOOT_RESERVE)
@@ -597,7 +602,7 @@ class VirtualBoard:
                     self._cond.notify_all()
             elif word == "fail":
                 c.failed = True
-            elif word == "wdt":
+            elif word == "wdt" and self.watchdog:
                 self._wdt_ms = int(arg)
                 self._wdt_deadline = time.monotonic() + self._wdt_ms / 1000
             elif word == "feed":
