@@ -79,9 +79,11 @@ def snapshot(method=None):
     gc.collect()
     if meter.MODE == TRACE:
         t = meter.tracer()
+        m = _MODEL
+        if not t.tm.is_tracing():
+            m.base = None  # a new trace counts from 0 again: so does the model heap
         t.ensure()
         alloc = t.traced()
-        m = _MODEL
         if m.base is None:
             m.base = alloc
         alloc = alloc - m.base if alloc > m.base else 0
