@@ -12,7 +12,7 @@ DURATION ?= 10
 # make run-unix: chunks to run on the bare unix port (0 = until Ctrl-C).
 CHUNKS ?= 2000
 
-.PHONY: setup sysdeps wasm32 run run-unix test bench soak fit mpy size lint clean
+.PHONY: setup sysdeps wasm32 run run-unix test test-long bench soak fit mpy size lint clean
 .PHONY: fleet bench-fleet
 
 # Debian packages the suite and benchmarks use (brokers, profilers, load):
@@ -53,13 +53,20 @@ $(WASM32): tools/wasm32/package-lock.json | $(STAMP)
 	npm ci --prefix tools/wasm32 --no-audit --no-fund --loglevel=error
 	$(PY) -m lowwater_tools.runtime32 build
 
-# The whole suite: every portable test on CPython, the 64-bit unix port and the
+# The suite: every portable test on CPython, the 64-bit unix port and the
 # 32-bit runtime, on TEST_JOBS pytest-xdist workers (0: in this process). A test
 # module stays on one worker (--dist loadscope): its module-scoped fixtures (a
 # virtual board, a build) start once and its tests keep their order.
+# `make test` leaves out the tests marked slow (the quick benchmark run, heap
+# bisections of `lowwater fit`, the plugin installed into a fresh venv);
+# `make test-long` runs just those. CI (.ci/run) runs both.
 TEST_JOBS ?= 2
+PYTEST_XDIST = $(if $(filter-out 0,$(TEST_JOBS)),-n $(TEST_JOBS) --dist loadscope)
 test: $(STAMP) $(WASM32)
-	$(PY) -m pytest $(if $(filter-out 0,$(TEST_JOBS)),-n $(TEST_JOBS) --dist loadscope) $(PYTEST_ARGS)
+	$(PY) -m pytest $(PYTEST_XDIST) -m "not slow" $(PYTEST_ARGS)
+
+test-long: $(STAMP) $(WASM32)
+	$(PY) -m pytest $(PYTEST_XDIST) -m slow $(PYTEST_ARGS)
 
 # Benchmarks: ratios measured side by side (docs/performance.md).
 bench: $(STAMP)

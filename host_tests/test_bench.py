@@ -14,7 +14,7 @@ from lowwater_tools import boards
 from lowwater_tools.bench import driver
 
 TIMEOUT = 540  # --quick: a minute or two (callgrind runs 10 short cases, slower under load); bounded anyway
-pytestmark = pytest.mark.timeout(600)
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]  # make test-long
 
 RING_VARIANTS_MP = ("viper", "twin", "chunk", "deque", "list")  # against RingIO
 RING_VARIANTS_PY = ("twin", "chunk")  # against collections.deque

@@ -17,6 +17,9 @@ from lowwater_tools.boardio.fit import Trial, bisect, judge, run_trial
 from lowwater_tools.errors import UserError
 from lowwater.config import UNIX_HEAP_FACTOR  # lib/ is on sys.path (conftest.py)
 
+# Heap bisections on two runtimes: make test-long (CI runs it).
+pytestmark = pytest.mark.slow
+
 END = (
     b"LW1 end t=9 chunks=3 processed=3 dropped=0 errors=0 lw=5000 gc_max_us=1 gc_mean_us=1 checks=1 warn=0 critical=0\n"
 )
