@@ -14,9 +14,9 @@ import pytest
 import serial
 
 from clients import mpr
-from lowwater_tools import boards
+from lowwater_tools import boards, launch
 from lowwater_tools.errors import UserError
-from lowwater_tools.paths import micropython_exe, tool_exe
+from lowwater_tools.paths import tool_exe
 from lowwater_tools.vboard import HARD_RESET_LINE, SOFT_REBOOT, WDT_RESET_LINE, VirtualBoard, block_count
 
 pytestmark = pytest.mark.timeout(120)
@@ -101,13 +101,7 @@ def test_board_shape_image_root_and_heap(vb):
     assert lines[2] == "False []"
     # User code sees the heap of a plain unix port with the profile's heap (BOOT_RESERVE).
     plain = subprocess.run(
-        [
-            micropython_exe(),
-            "-X",
-            f"heapsize={boards.unix_heap(prof)}",
-            "-c",
-            "import gc; gc.collect(); print(gc.mem_free())",
-        ],
+        launch.command(["-c", "import gc; gc.collect(); print(gc.mem_free())"], boards.unix_heap(prof)),
         capture_output=True,
         text=True,
         timeout=T,

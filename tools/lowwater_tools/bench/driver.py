@@ -23,7 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from .. import boards
+from .. import boards, launch
 from ..errors import UserError
 from ..paths import LIB, ROOT, micropython_exe
 
@@ -179,9 +179,8 @@ def _run(cmd_head: list[str], env: dict, script: str, cfg: dict, timeout: float,
 
 def run_mp(script: str, cfg: dict, heap: int, timeout: float, path=(), env_lib=None) -> dict:
     """Run bench/<script> on the unix port with -X heapsize=heap; its BENCH result."""
-    env = dict(os.environ)
-    env["MICROPYPATH"] = ":".join(str(p) for p in [HERE, *path, env_lib or LIB]) + ":.frozen"
-    return _run([micropython_exe(), "-X", f"heapsize={heap}"], env, script, cfg, timeout, "")
+    env = launch.env([HERE, *path], env_lib or LIB)
+    return _run(launch.command([], heap), env, script, cfg, timeout, "")
 
 
 def _cg_run(cfg: dict, heap: int, timeout: float, lib=None) -> int:
@@ -840,9 +839,8 @@ class Bench:
         )
 
     def _spawn_time(self, args, lib, marker):
-        env = dict(os.environ)
-        env["MICROPYPATH"] = f"{lib or LIB}:.frozen"
-        cmd = [micropython_exe(), "-X", f"heapsize={self.heap}", *args]
+        env = launch.env(lib=lib or LIB)
+        cmd = launch.command(args, self.heap)
         t0 = time.perf_counter()
         proc = subprocess.Popen(
             cmd, env=env, cwd=ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT

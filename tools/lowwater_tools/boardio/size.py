@@ -13,15 +13,15 @@ the same change that explains why. Exit status 1 when a figure is over it.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
+from lowwater_tools import launch
 from lowwater_tools.boardio import mpybuild, packages
 from lowwater_tools.errors import UserError
-from lowwater_tools.paths import LIB, ROOT, micropython_exe
+from lowwater_tools.paths import LIB, ROOT
 
 HELP = "print the library's .mpy size and import heap (.py vs .mpy) against the size budget"
 
@@ -48,12 +48,11 @@ print('LW:mods', ' '.join(sorted(k for k in sys.modules if k.startswith('lowwate
 def import_heap(path: Path) -> dict:
     """Heap held (and peak) after the firmware's imports with `path` as the only
     library folder, in a fresh unix-port process."""
-    env = dict(os.environ)
-    env["MICROPYPATH"] = f"{path}:.frozen"
+    env = launch.env(lib=path)
     code = _PROBE.format(imports="\n".join(IMPORTS))
     try:
         r = subprocess.run(
-            [micropython_exe(), "-X", f"heapsize={HEAP}", "-c", code],
+            launch.command(["-c", code], HEAP),
             env=env,
             cwd=ROOT,
             capture_output=True,
