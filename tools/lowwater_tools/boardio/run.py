@@ -93,7 +93,7 @@ def run(args) -> int:
     heap = args.heap or boards.unix_heap(prof)
     main = Path(args.main) if args.main else FIRMWARE / "main.py"
     if not main.is_file():
-        raise UserError(f"{main} not found" + ("" if args.main else ": the firmware is not written yet?"))
+        raise UserError(f"{main} not found")
     cmd = firmware_command(main, heap)
     env = firmware_env(ppath, args.chunks, LIB if args.source else mpybuild.host_lib("x64"))
 
