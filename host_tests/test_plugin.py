@@ -70,7 +70,9 @@ def test_allocates():
 def test_a_failing_marker_says_where_the_memory_went(pytester):
     _example(pytester)
     (pytester.path / "tests" / "portable" / "test_leaky.py").write_text(LEAKY)
-    r = pytester.runpytest_inprocess("-p", "no:cacheprovider", "tests/portable/test_leaky.py")
+    # -rN: no short summary, so each message is counted in its failure report only
+    # (the summary's width, hence what it repeats, depends on the terminal)
+    r = pytester.runpytest_inprocess("-p", "no:cacheprovider", "-rN", "tests/portable/test_leaky.py")
     r.assert_outcomes(failed=6)
     out = r.stdout.str()
     # CPython: the allocation site by file:line
