@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+import sys
 
 from lowwater_tools.paths import tool_exe
 
@@ -24,3 +25,14 @@ def mpr(target, *args: str, ok: bool = True, timeout: float = T):
     (a VirtualBoard)."""
     port = target if isinstance(target, str) else target.port
     return run(tool_exe("mpremote"), "connect", port, *args, ok=ok, timeout=timeout)
+
+
+def cli(*args, timeout: float = 120) -> subprocess.CompletedProcess:
+    """`lowwater ARGS` in a fresh process (this venv's Python), output captured."""
+    return subprocess.run(
+        [sys.executable, "-m", "lowwater_tools.cli", *[str(a) for a in args]],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+    )

@@ -15,10 +15,12 @@ from pathlib import Path
 import pytest
 import serial
 
+import clients
+from clients import cli
 from lowwater_tools import boards
 from lowwater_tools.boardio import deploy
 from lowwater_tools.errors import UserError
-from lowwater_tools.paths import FIRMWARE, LIB, tool_exe
+from lowwater_tools.paths import FIRMWARE, LIB
 from lowwater_tools.reliability import soak
 from lowwater_tools.vboard import VirtualBoard, image
 
@@ -28,25 +30,7 @@ T = 30
 
 
 def mpr(vb, *args) -> str:
-    r = subprocess.run(
-        [tool_exe("mpremote"), "connect", vb.port, *args],
-        capture_output=True,
-        text=True,
-        timeout=T,
-        stdin=subprocess.DEVNULL,
-    )
-    assert r.returncode == 0, r.stdout + r.stderr
-    return r.stdout
-
-
-def cli(*args, timeout=120) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "lowwater_tools.cli", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        stdin=subprocess.DEVNULL,
-    )
+    return clients.mpr(vb, *args, timeout=T)
 
 
 def expected_files(mpy=False) -> dict[str, bytes]:

@@ -16,11 +16,11 @@ tools must never do so, whatever the board says:
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from clients import cli
 from lowwater_tools.paths import BOARDS, tool_exe
 from lowwater_tools.reliability import soak
 from lowwater_tools.vboard import VirtualBoard, image
@@ -104,16 +104,6 @@ def _hostile_txt(names) -> str:
     return "".join(
         ("b:" if isinstance(n, bytes) else "s:") + (n if isinstance(n, bytes) else n.encode()).hex() + "\n"
         for n in names
-    )
-
-
-def cli(*args, timeout=120) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "lowwater_tools.cli", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        stdin=subprocess.DEVNULL,
     )
 
 

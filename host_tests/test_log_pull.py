@@ -12,11 +12,11 @@ from __future__ import annotations
 import json
 import re
 import subprocess
-import sys
 import time
 
 import pytest
 
+from clients import cli
 from lowwater_tools.paths import BOARDS, device_module, tool_exe
 from lowwater_tools.reliability import soak
 from lowwater_tools.telemetry.lw1 import Parser
@@ -28,16 +28,6 @@ window = device_module("window")
 
 T = 60
 BOARD = "pico_w"  # a roomy shipped profile: this tests the pull, not the heap
-
-
-def cli(*args, timeout=120) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "lowwater_tools.cli", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        stdin=subprocess.DEVNULL,
-    )
 
 
 def _wait(vb, pred, timeout=T):
