@@ -209,7 +209,7 @@ def _script(args: list[str]) -> int | None:
 # IS the host's working directory (relative paths, MICROPYPATH=lib, behave as on
 # the unix port), absolute host paths are opened at their own names (the longest
 # preopened prefix wins), and a script operand, which the unix port passes through
-# realpath() (that walks every ancestor: /work, /work/main, ...), is handed over
+# realpath() (that walks every ancestor of the script: /home, /home/me, ...), is handed over
 # relative to the working directory, or from SCRIPT_DIR when it lies elsewhere.
 SCRIPT_DIR = "/.lowwater-script"
 
