@@ -201,8 +201,11 @@ def test_snapshot_and_diff():
         b = prof.snapshot()
         d = prof.diff(a, b)
         assert d.method == "diff"
-        assert 10000 <= d.alloc <= 10000 + 512, d
-        assert -10000 - 512 <= d.free <= -10000, d
+        # CPython's tracemalloc counts the whole process: under pytest-xdist its
+        # execnet thread allocates at the same time, so allow more there.
+        slack = 512 if ptest.MICROPYTHON else 4096
+        assert 10000 <= d.alloc <= 10000 + slack, d
+        assert -10000 - slack <= d.free <= -10000, d
         assert set(b.as_dict()) == {"free", "alloc", "largest", "frag", "method"}
         assert len(keep) == 10000
     finally:
