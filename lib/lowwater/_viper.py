@@ -5,232 +5,318 @@
 import micropython
 from micropython import const
 
-# ByteRing state: one array('i') (self._st) read and written through ptr32, the
-# fastest layout measured (docs/performance.md); ring.py builds it with these
-# indices. For the viper path the ring's bytes live in the same array from
-# byte _DATA on (one attribute lookup per call instead of two).
+# ByteRing state: one array('i') read and written through ptr32, the fastest
+# layout measured (docs/performance.md); ring.py builds it with these indices.
+# The ring's bytes live in the same array from byte _DATA on (one address for
+# everything).
 _RD = const(0)  # read offset of the oldest byte, 0 <= rd < cap
 _USED = const(1)  # bytes stored
 _CAP = const(2)  # capacity in bytes
 _OVER = const(3)  # 1: overwrite mode
 _DLO = const(4)  # dropped bytes, low 30 bits
 _DHI = const(5)  # dropped bytes >> 30
-_DATA = const(24)  # byte offset of the ring's bytes in self._st
+_DATA = const(24)  # byte offset of the ring's bytes in the state array
 
-_bytes = bytes
-_len = len  # a module global is found faster than a builtin
+# Pieces from this size on go to _copy (a call costs ~380 instructions; its
+# loops cost ~1.4 instructions per byte co-aligned, ~3.6 one byte apart,
+# against ~2.2 and ~7 for the inline loops whose cursors live on the stack).
+_BIG = const(128)  # co-aligned
+_BIGX = const(64)  # otherwise (_BIG > _BIGX)
 
-# These are ByteRing methods: ring.py binds them to each instance at init, so a
-# call costs no bytecode frame. Rules (docs/performance.md):
+
+# The ring's three hot methods are closures made per ring by bind(): a call
+# from bytecode to a closure costs less than to a bound method, and what they
+# need arrives in closure cells (read inline by the native code) instead of an
+# attribute lookup and global lookups (measured: ~430 instructions less per
+# call, docs/ring.md). Rules (docs/performance.md):
 # - no slicing, no object creation: pointer arithmetic on native ints only;
-# - word (ptr32) access only at 4-byte aligned addresses (unaligned word access
-#   faults on Cortex-M0+ and ESP32): words when source and destination are
-#   co-aligned (same address mod 4), after a byte head; bytes otherwise;
-# - at most 4 arguments and no defaults (older viper emitters allow no more);
+# - word (ptr32) and halfword (ptr16) access only at aligned addresses
+#   (unaligned access faults on Cortex-M0+ and ESP32): words when source and
+#   destination are co-aligned (same address mod 4), halfwords when they are
+#   2 apart mod 4, bytes otherwise;
+# - at most 4 arguments, closure cells included, and no defaults (older viper
+#   emitters allow no more);
 # - copy loops end on `!=` an exact end address, so the sign of an address as
 #   a native int never matters.
-# `d` is assigned first so it gets the one register left after self and buf
-# (the emitter gives registers to the first three locals). The copy loop is
-# written out in write and readinto: a viper-to-viper call goes through the
-# generic call path.
+# The copy of a short piece is written out inline in write and readinto (a
+# viper-to-viper call goes through the generic call path); a long one goes to
+# _copy, whose cursors are its first two arguments and so live in registers.
 
 
 @micropython.viper
-def write(self, buf) -> int:
-    d = 0
-    n = int(_len(buf))
-    s = int(ptr8(buf))  # TypeError unless buf has the buffer protocol
-    st = ptr32(self._st)
-    cap = st[_CAP]
-    used = st[_USED]
-    rd = st[_RD]
-    res = n
-    if st[_OVER]:
-        k = used + n - cap  # bytes to drop
-        if k > 0:
-            if n >= cap:
-                # keep the newest cap bytes of buf; everything stored goes
-                s += n - cap
-                n = cap
-                rd = 0
-                used = 0
-            else:
-                rd += k
-                if rd >= cap:
-                    rd -= cap
-                used -= k
-            st[_RD] = rd
-            k += st[_DLO]
-            st[_DHI] = st[_DHI] + (k >> 30)
-            st[_DLO] = k & 0x3FFFFFFF
-    elif n > cap - used:
-        n = cap - used
-        res = n
-    w = rd + used
-    if w >= cap:
-        w -= cap
-    st[_USED] = used + n
-    base = int(st) + _DATA
-    while n > 0:
-        k = cap - w
-        if k > n:
-            k = n
-        n -= k
-        d = base + w
-        e = d + k
-        if k >= 8:
-            if ((d ^ s) & 3) == 0:
-                while d & 3:
-                    ptr8(d)[0] = ptr8(s)[0]
-                    d += 1
-                    s += 1
-                w = d + ((e - d) & -32)
-                while d != w:
-                    ptr32(d)[0] = ptr32(s)[0]
-                    ptr32(d)[1] = ptr32(s)[1]
-                    ptr32(d)[2] = ptr32(s)[2]
-                    ptr32(d)[3] = ptr32(s)[3]
-                    ptr32(d)[4] = ptr32(s)[4]
-                    ptr32(d)[5] = ptr32(s)[5]
-                    ptr32(d)[6] = ptr32(s)[6]
-                    ptr32(d)[7] = ptr32(s)[7]
-                    d += 32
-                    s += 32
-                w = d + ((e - d) & -4)
-                while d != w:
-                    ptr32(d)[0] = ptr32(s)[0]
-                    d += 4
-                    s += 4
-            else:
-                # Not co-aligned: align the destination, then build each
-                # aligned destination word from two aligned source words
-                # (shift and or). Every word access stays aligned; the last
-                # source word read lies in the same aligned word as a byte
-                # copied, never past it.
-                while d & 3:
-                    ptr8(d)[0] = ptr8(s)[0]
-                    d += 1
-                    s += 1
-                sh = uint((s & 3) << 3)
-                sl = uint(32) - sh
-                a = s & -4
-                x = uint(ptr32(a)[0])
-                w = d + ((e - d) & -4)
-                while d != w:
-                    a += 4
-                    y = uint(ptr32(a)[0])
-                    ptr32(d)[0] = (x >> sh) | (y << sl)
-                    x = y
-                    d += 4
-                s = a + int(sh >> 3)
-        while d != e:
+def _addr(b) -> uint:
+    return uint(ptr8(b))
+
+
+@micropython.viper
+def _copy(d: int, s: int, n: int):
+    # n bytes from s to d, fastest aligned access first.
+    e = d + n
+    x = (d ^ s) & 3
+    if x == 0:
+        while d & 3:
             ptr8(d)[0] = ptr8(s)[0]
             d += 1
             s += 1
-        w = 0
-    return res
-
-
-@micropython.viper
-def readinto(self, buf) -> int:
-    # An emptied ring restarts at offset 0, so later writes stay contiguous and
-    # aligned (the twin does the same).
-    d = 0
-    # ptr8() takes any readable buffer: refuse the common read-only one, bytes
-    # (~5% per call; a memoryview of bytes still gets through, docs/ring.md).
-    # __class__ needs MICROPY_CPYTHON_COMPAT, on in every ESP32/RP2040 build.
-    if buf.__class__ is _bytes:
-        raise TypeError("read-only buffer")
-    n = int(_len(buf))
-    d = int(ptr8(buf))
-    st = ptr32(self._st)
-    used = st[_USED]
-    if n > used:
-        n = used
-    res = n
-    cap = st[_CAP]
-    rd = st[_RD]
-    if n == used:
-        st[_RD] = 0
+        x = d + ((e - d) & -32)
+        while d != x:
+            ptr32(d)[0] = ptr32(s)[0]
+            ptr32(d)[1] = ptr32(s)[1]
+            ptr32(d)[2] = ptr32(s)[2]
+            ptr32(d)[3] = ptr32(s)[3]
+            ptr32(d)[4] = ptr32(s)[4]
+            ptr32(d)[5] = ptr32(s)[5]
+            ptr32(d)[6] = ptr32(s)[6]
+            ptr32(d)[7] = ptr32(s)[7]
+            d += 32
+            s += 32
+        x = d + ((e - d) & -4)
+        while d != x:
+            ptr32(d)[0] = ptr32(s)[0]
+            d += 4
+            s += 4
+    elif x == 2:
+        if d & 1:
+            ptr8(d)[0] = ptr8(s)[0]
+            d += 1
+            s += 1
+        x = d + ((e - d) & -32)
+        while d != x:
+            ptr16(d)[0] = ptr16(s)[0]
+            ptr16(d)[1] = ptr16(s)[1]
+            ptr16(d)[2] = ptr16(s)[2]
+            ptr16(d)[3] = ptr16(s)[3]
+            ptr16(d)[4] = ptr16(s)[4]
+            ptr16(d)[5] = ptr16(s)[5]
+            ptr16(d)[6] = ptr16(s)[6]
+            ptr16(d)[7] = ptr16(s)[7]
+            ptr16(d)[8] = ptr16(s)[8]
+            ptr16(d)[9] = ptr16(s)[9]
+            ptr16(d)[10] = ptr16(s)[10]
+            ptr16(d)[11] = ptr16(s)[11]
+            ptr16(d)[12] = ptr16(s)[12]
+            ptr16(d)[13] = ptr16(s)[13]
+            ptr16(d)[14] = ptr16(s)[14]
+            ptr16(d)[15] = ptr16(s)[15]
+            d += 32
+            s += 32
+        x = d + ((e - d) & -2)
+        while d != x:
+            ptr16(d)[0] = ptr16(s)[0]
+            d += 2
+            s += 2
     else:
-        w = rd + n
+        # One byte apart mod 4: one load and one store per byte is the
+        # cheapest aligned copy the emitter makes (a shift-and-or word costs
+        # more instructions than its four bytes).
+        x = d + ((e - d) & -16)
+        while d != x:
+            ptr8(d)[0] = ptr8(s)[0]
+            ptr8(d)[1] = ptr8(s)[1]
+            ptr8(d)[2] = ptr8(s)[2]
+            ptr8(d)[3] = ptr8(s)[3]
+            ptr8(d)[4] = ptr8(s)[4]
+            ptr8(d)[5] = ptr8(s)[5]
+            ptr8(d)[6] = ptr8(s)[6]
+            ptr8(d)[7] = ptr8(s)[7]
+            ptr8(d)[8] = ptr8(s)[8]
+            ptr8(d)[9] = ptr8(s)[9]
+            ptr8(d)[10] = ptr8(s)[10]
+            ptr8(d)[11] = ptr8(s)[11]
+            ptr8(d)[12] = ptr8(s)[12]
+            ptr8(d)[13] = ptr8(s)[13]
+            ptr8(d)[14] = ptr8(s)[14]
+            ptr8(d)[15] = ptr8(s)[15]
+            d += 16
+            s += 16
+    while d != e:
+        ptr8(d)[0] = ptr8(s)[0]
+        d += 1
+        s += 1
+
+
+def bind(st):
+    """(write, readinto, peekinto) of the ring whose state is the array('i')
+    st (layout above; the caller keeps st alive: the closures hold its
+    address, and MicroPython's heap never moves an object)."""
+    a = _addr(st)
+    ln = len
+    by = bytes
+
+    @micropython.viper
+    def write(buf) -> int:
+        n = int(ln(buf))
+        s = int(ptr8(buf))  # TypeError unless buf has the buffer protocol
+        st = ptr32(a)
+        cap = st[_CAP]
+        used = st[_USED]
+        rd = st[_RD]
+        res = n
+        if st[_OVER]:
+            k = used + n - cap  # bytes to drop
+            if k > 0:
+                if n >= cap:
+                    # keep the newest cap bytes of buf; everything stored goes
+                    s += n - cap
+                    n = cap
+                    rd = 0
+                    used = 0
+                else:
+                    rd += k
+                    if rd >= cap:
+                        rd -= cap
+                    used -= k
+                st[_RD] = rd
+                k += st[_DLO]
+                st[_DHI] = st[_DHI] + (k >> 30)
+                st[_DLO] = k & 0x3FFFFFFF
+        elif n > cap - used:
+            n = cap - used
+            res = n
+        w = rd + used
         if w >= cap:
             w -= cap
-        st[_RD] = w
-    st[_USED] = used - n
-    base = int(st) + _DATA
-    s = base + rd
-    w = cap - rd  # bytes before the wrap
-    while n > 0:
-        k = w
-        if k > n:
-            k = n
-        n -= k
-        e = d + k
-        if k >= 8:
-            if ((d ^ s) & 3) == 0:
-                while d & 3:
+        st[_USED] = used + n
+        base = int(st) + _DATA
+        while n > 0:
+            k = cap - w
+            if k > n:
+                k = n
+            n -= k
+            d = base + w
+            e = d + k
+            if ((d ^ s) & 3) == 0 and k < _BIG:
+                while d & 3 and d != e:
                     ptr8(d)[0] = ptr8(s)[0]
                     d += 1
                     s += 1
-                w = d + ((e - d) & -32)
+                w = d + ((e - d) & -16)
                 while d != w:
                     ptr32(d)[0] = ptr32(s)[0]
                     ptr32(d)[1] = ptr32(s)[1]
                     ptr32(d)[2] = ptr32(s)[2]
                     ptr32(d)[3] = ptr32(s)[3]
-                    ptr32(d)[4] = ptr32(s)[4]
-                    ptr32(d)[5] = ptr32(s)[5]
-                    ptr32(d)[6] = ptr32(s)[6]
-                    ptr32(d)[7] = ptr32(s)[7]
-                    d += 32
-                    s += 32
+                    d += 16
+                    s += 16
                 w = d + ((e - d) & -4)
                 while d != w:
                     ptr32(d)[0] = ptr32(s)[0]
                     d += 4
                     s += 4
+            elif k >= _BIGX:
+                _copy(d, s, k)
+                s += k
+                d = e
             else:
-                # Not co-aligned: align the destination, then build each
-                # aligned destination word from two aligned source words
-                # (shift and or). Every word access stays aligned; the last
-                # source word read lies in the same aligned word as a byte
-                # copied, never past it.
-                while d & 3:
+                w = d + ((e - d) & -8)
+                while d != w:
+                    ptr8(d)[0] = ptr8(s)[0]
+                    ptr8(d)[1] = ptr8(s)[1]
+                    ptr8(d)[2] = ptr8(s)[2]
+                    ptr8(d)[3] = ptr8(s)[3]
+                    ptr8(d)[4] = ptr8(s)[4]
+                    ptr8(d)[5] = ptr8(s)[5]
+                    ptr8(d)[6] = ptr8(s)[6]
+                    ptr8(d)[7] = ptr8(s)[7]
+                    d += 8
+                    s += 8
+            while d != e:
+                ptr8(d)[0] = ptr8(s)[0]
+                d += 1
+                s += 1
+            w = 0
+        return res
+
+    @micropython.viper
+    def readinto(buf) -> int:
+        # An emptied ring restarts at offset 0, so later writes stay
+        # contiguous and aligned (the twin does the same).
+        # ptr8() takes any readable buffer: refuse the common read-only one,
+        # bytes (a memoryview of bytes still gets through, docs/ring.md).
+        # __class__ needs MICROPY_CPYTHON_COMPAT, on in every ESP32/RP2040 build.
+        if buf.__class__ is by:
+            raise TypeError("read-only buffer")
+        n = int(ln(buf))
+        d = int(ptr8(buf))
+        st = ptr32(a)
+        used = st[_USED]
+        if n > used:
+            n = used
+        res = n
+        cap = st[_CAP]
+        rd = st[_RD]
+        if n == used:
+            st[_RD] = 0
+        else:
+            w = rd + n
+            if w >= cap:
+                w -= cap
+            st[_RD] = w
+        st[_USED] = used - n
+        base = int(st) + _DATA
+        s = base + rd
+        w = cap - rd  # bytes before the wrap
+        while n > 0:
+            k = w
+            if k > n:
+                k = n
+            n -= k
+            e = d + k
+            if ((d ^ s) & 3) == 0 and k < _BIG:
+                while d & 3 and d != e:
                     ptr8(d)[0] = ptr8(s)[0]
                     d += 1
                     s += 1
-                sh = uint((s & 3) << 3)
-                sl = uint(32) - sh
-                a = s & -4
-                x = uint(ptr32(a)[0])
+                w = d + ((e - d) & -16)
+                while d != w:
+                    ptr32(d)[0] = ptr32(s)[0]
+                    ptr32(d)[1] = ptr32(s)[1]
+                    ptr32(d)[2] = ptr32(s)[2]
+                    ptr32(d)[3] = ptr32(s)[3]
+                    d += 16
+                    s += 16
                 w = d + ((e - d) & -4)
                 while d != w:
-                    a += 4
-                    y = uint(ptr32(a)[0])
-                    ptr32(d)[0] = (x >> sh) | (y << sl)
-                    x = y
+                    ptr32(d)[0] = ptr32(s)[0]
                     d += 4
-                s = a + int(sh >> 3)
-        while d != e:
-            ptr8(d)[0] = ptr8(s)[0]
-            d += 1
-            s += 1
-        s = base
-        w = cap
-    return res
+                    s += 4
+            elif k >= _BIGX:
+                _copy(d, s, k)
+                s += k
+                d = e
+            else:
+                w = d + ((e - d) & -8)
+                while d != w:
+                    ptr8(d)[0] = ptr8(s)[0]
+                    ptr8(d)[1] = ptr8(s)[1]
+                    ptr8(d)[2] = ptr8(s)[2]
+                    ptr8(d)[3] = ptr8(s)[3]
+                    ptr8(d)[4] = ptr8(s)[4]
+                    ptr8(d)[5] = ptr8(s)[5]
+                    ptr8(d)[6] = ptr8(s)[6]
+                    ptr8(d)[7] = ptr8(s)[7]
+                    d += 8
+                    s += 8
+            while d != e:
+                ptr8(d)[0] = ptr8(s)[0]
+                d += 1
+                s += 1
+            s = base
+            w = cap
+        return res
 
+    @micropython.viper
+    def peekinto(buf) -> int:
+        # readinto, then put the read position back.
+        st = ptr32(a)
+        rd = st[_RD]
+        used = st[_USED]
+        n = int(readinto(buf))
+        st[_RD] = rd
+        st[_USED] = used
+        return n
 
-@micropython.viper
-def peekinto(self, buf) -> int:
-    # readinto, then put the read position back.
-    st = ptr32(self._st)
-    rd = st[_RD]
-    used = st[_USED]
-    n = int(readinto(self, buf))
-    st[_RD] = rd
-    st[_USED] = used
-    return n
+    return write, readinto, peekinto
 
 
 # ---- lowwater.process.ChunkStats -----------------------------------------------------

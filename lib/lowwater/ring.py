@@ -64,17 +64,19 @@ class ByteRing:
             st[_RD] = st[_USED] = st[_DLO] = st[_DHI] = 0
             st[_CAP] = capacity
             st[_OVER] = 1 if overwrite else 0
-            self._st = st
+            self._st = st  # also keeps st alive: the closures hold its address
+            # the hot methods: closures over this ring's state (lowwater._viper)
+            self.write, self.readinto, self.peekinto = VIPER.bind(st)
         else:
             self._mv = memoryview(bytearray(capacity))
             self._rd = 0  # offset of the oldest byte
             self._used = 0
             self.dropped = 0
-        # Bind the hot methods per instance, once: a bound method found in the
-        # instance dict is called ~10% faster than one found on the class.
-        self.write = self.write
-        self.readinto = self.readinto
-        self.peekinto = self.peekinto
+            # Bind the hot methods per instance, once: a bound method found in
+            # the instance dict is called ~10% faster than one on the class.
+            self.write = self.write
+            self.readinto = self.readinto
+            self.peekinto = self.peekinto
         return self
 
     # The plain twin: same results as lowwater._viper, state in attributes
@@ -181,11 +183,17 @@ class ByteRing:
 
 
 class _ViperByteRing(ByteRing):
-    # ByteRing on the viper path: state in self._st (see ByteRing.__new__).
-    if VIPER is not None:
-        write = VIPER.write
-        readinto = VIPER.readinto
-        peekinto = VIPER.peekinto
+    # ByteRing on the viper path: state in self._st, write/readinto/peekinto
+    # are closures in the instance dict (see ByteRing.__new__). The methods
+    # below only serve calls through the class (_ViperByteRing.write(r, b)).
+    def write(self, buf):
+        return self.__dict__["write"](buf)
+
+    def readinto(self, buf):
+        return self.__dict__["readinto"](buf)
+
+    def peekinto(self, buf):
+        return self.__dict__["peekinto"](buf)
 
     def __len__(self):
         return self._st[_USED]
