@@ -54,3 +54,64 @@ class Rand:
         for i in range(n):
             b[i] = self.next() & 0xFF
         return bytes(b)
+
+
+def field(line, key):
+    """The value of `key=` in an LW1 line, or None."""
+    for item in line.split(" "):
+        if item.startswith(key + "="):
+            return item[len(key) + 1 :]
+    return None
+
+
+class Sink:
+    """A telemetry stream for tests: keeps the records of the kinds in `keep`
+    as lines, counts every kind (counts) and the `err` records by where:exc
+    (errs). No StringIO: it keeps every record in one buffer that grows by
+    reallocation, and the MicroPython items run on a heap left fragmented by
+    compiling the tests and lowwater from source, so a few KB of output needed
+    a contiguous block that was there or not depending on where the compiler's
+    leftovers landed: a real MemoryError in the firmware's telemetry, with the
+    shedding it rightly starts, made a test's result depend on the layout of
+    its module. Here every allocation is one line or smaller."""
+
+    KEEP = ("boot", "lvl", "shed", "end", "log", "logopen")
+
+    def __init__(self, keep=None):
+        self.keep = self.KEEP if keep is None else keep
+        self.parts = []
+        self.lines = []
+        self.counts = {}
+        self.errs = {}  # "where:exc" -> count
+
+    def write(self, s):
+        if type(s) is not str:
+            s = str(bytes(s), "ascii")
+        while s:
+            i = s.find("\n")
+            if i < 0:
+                self.parts.append(s)
+                return
+            if i:
+                self.parts.append(s[:i])
+            self._line("".join(self.parts))
+            self.parts = []
+            s = s[i + 1 :]
+
+    def _line(self, line):
+        kind = line[4 : line.index(" ", 4)]
+        self.counts[kind] = self.counts.get(kind, 0) + 1
+        if kind == "err":
+            k = field(line, "where") + ":" + field(line, "exc")
+            self.errs[k] = self.errs.get(k, 0) + 1
+        if kind in self.keep:
+            self.lines.append(line)
+
+    def count(self, kind):
+        return self.counts.get(kind, 0)
+
+    def err_count(self, exc):
+        return sum([v for k, v in self.errs.items() if k.endswith(":" + exc)])
+
+    def records(self, kind):
+        return [ln for ln in self.lines if ln.startswith("LW1 " + kind + " ")]

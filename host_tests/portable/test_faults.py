@@ -13,41 +13,10 @@ from lowwater.telemetry import Telemetry
 import faults  # host_tests/portable/faults.py (test-only, not in any board package)
 
 
-class Sink:
-    """A telemetry stream that keeps the rare records, counts `err` records by
-    where and exc and only counts the rest: a StringIO would grow with every
-    record and skew the heap under test (the board-shaped heap is tight)."""
-
-    KEEP = ("boot", "lvl", "shed", "end", "log", "logopen")
-
-    def __init__(self):
-        self.parts = []
-        self.lines = []
-        self.counts = {}
-        self.errs = {}  # "where:exc" -> count
-
-    def write(self, s):
-        if type(s) is not str:
-            s = str(bytes(s), "ascii")
-        if s != "\n":
-            self.parts.append(s)
-            return
-        line = "".join(self.parts)
-        self.parts = []
-        kind = line[4 : line.index(" ", 4)]
-        self.counts[kind] = self.counts.get(kind, 0) + 1
-        if kind == "err":
-            k = _field(line, "where") + ":" + _field(line, "exc")
-            self.errs[k] = self.errs.get(k, 0) + 1
-        elif kind in self.KEEP:
-            self.lines.append(line)
-
-    def err_count(self, exc):
-        return sum([v for k, v in self.errs.items() if k.endswith(":" + exc)])
-
-    def records(self, kind):
-        return [ln for ln in self.lines if ln.startswith("LW1 " + kind + " ")]
-
+# The telemetry stream: the rare records kept, `err` records counted by where
+# and exc, the rest only counted (ptest.Sink: a StringIO's one growing buffer
+# skews the tight board-shaped heap under test).
+Sink = ptest.Sink
 
 FakeSource = ptest.FakeMemory
 
@@ -71,11 +40,7 @@ def _firmware(sensor=None, source=None, **over):
     return fw, sink
 
 
-def _field(line, key):
-    for item in line.split(" "):
-        if item.startswith(key + "="):
-            return item[len(key) + 1 :]
-    return None
+_field = ptest.field
 
 
 def _accounting_holds(fw, sink, rep):

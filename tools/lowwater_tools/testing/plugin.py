@@ -12,8 +12,10 @@ A test function in a configured portable folder (ini `lowwater_portable`, or
 Portable test files import no pytest: plain assert and `lwtest` (Skip, skip,
 assert_no_alloc, heap_bytes, runtime_name), which this plugin puts on sys.path
 and MICROPYPATH. A MicroPython item's traceback is its failure message. Module
-dicts tune items: MP_HEAP / MP_HEAP32 {"test_x": bytes}, MP_TIMEOUT seconds,
-MEMORY_MARKS {"test_x": {"lowwater_no_alloc": True}} (memory.py). Everywhere
+dicts tune items: MP_HEAP / MP_HEAP32 {"test_x": bytes}, MP_PAD {"test_x": bytes}
+(held in one block while the module compiles, freed before the test runs: a
+contiguous hole whatever the module's layout; mp/lwtest_run.py), MP_TIMEOUT
+seconds, MEMORY_MARKS {"test_x": {"lowwater_no_alloc": True}} (memory.py). Everywhere
 else the plugin does nothing but register its options and markers.
 See docs/plugin.md.
 """
@@ -162,10 +164,14 @@ def pytest_pyfunc_call(pyfuncitem):
         raise pytest.UsageError(str(e)) from None
     path = runtimes.micropypath(pyfuncitem.path.parent, _state(config)["lib"], root)
     timeout = float(getattr(module, "MP_TIMEOUT", None) or config.getini("lowwater_timeout"))
+    args = mp_args(pyfuncitem)
+    pad = getattr(module, "MP_PAD", {}).get(pyfuncitem.originalname)
+    if pad:
+        args = [*args, f"pad={int(pad)}"]
     res = runtimes.run_test(
         module.__name__.rpartition(".")[2],
         pyfuncitem.originalname,
-        mp_args(pyfuncitem),
+        args,
         path,
         heap,
         rt,
