@@ -24,6 +24,7 @@ _OVER = const(3)  # 1: overwrite mode
 _DLO = const(4)  # dropped bytes, low 30 bits
 _DHI = const(5)  # dropped bytes >> 30
 _MAXCAP = const(0x7FFFFFFF)  # the state is array('i')
+_len = len  # a module global is found faster than a builtin
 
 
 class ByteRing:
@@ -40,11 +41,13 @@ class ByteRing:
     destinations must be writable (bytearray, or a memoryview of one).
     """
 
-    # The methods of this class are the plain twin (the only path on CPython).
     # ByteRing(...) returns a _ViperByteRing, the subclass whose hot methods
-    # are the functions of lowwater._viper, when the port has viper and fast is
-    # not False. All set-up is in __new__: MicroPython skips __init__ when
-    # __new__ returns an instance of another class (CPython would call it).
+    # are closures made by lowwater._viper.bind, when the port has viper and
+    # fast is not False; else a ByteRing whose hot methods are the plain
+    # twin's closures made by _twin below (the only path on CPython). Either
+    # way write/readinto/peekinto live in the instance dict. All set-up is in
+    # __new__: MicroPython skips __init__ when __new__ returns an instance of
+    # another class (CPython would call it).
     def __new__(cls, capacity, overwrite=False, fast=None):
         if capacity < 1:
             raise ValueError("capacity must be >= 1")
@@ -68,118 +71,163 @@ class ByteRing:
             # the hot methods: closures over this ring's state (lowwater._viper)
             self.write, self.readinto, self.peekinto = VIPER.bind(st)
         else:
-            self._mv = memoryview(bytearray(capacity))
-            self._rd = 0  # offset of the oldest byte
-            self._used = 0
-            self.dropped = 0
-            # Bind the hot methods per instance, once: a bound method found in
-            # the instance dict is called ~10% faster than one on the class.
-            self.write = self.write
-            self.readinto = self.readinto
-            self.peekinto = self.peekinto
+            self.write, self.readinto, self.peekinto, self._ctl = _twin(capacity, self.overwrite)
         return self
 
-    # The plain twin: same results as lowwater._viper, state in attributes
-    # (faster than array subscripts in bytecode). Locals and stack are kept
-    # small so the VM frame stays on the C stack (over ~11 words it is
-    # heap-allocated per call, docs/performance.md); rare cases go to helper
-    # methods. Slice stores into self._mv allocate nothing; a slice load (every
-    # read, a wrapped or truncated write) allocates one memoryview.
-    def write(self, buf):
-        """Append bytes from buf; return how many were accepted."""
-        n = len(buf)
-        if n > self.capacity - self._used:
-            return self._full(buf, n)
-        k = self._rd + self._used - self.capacity  # write offset - capacity
-        if k < 0:
-            k += self.capacity
-            if k + n > self.capacity:
-                return self._wrap(buf, k)
-        # (a non-buffer raises TypeError here, NotImplementedError on
-        # MicroPython: a try would move this frame to the heap)
-        self._mv[k : k + n] = buf
-        self._used += n
-        return n
-
-    def _wrap(self, buf, k):
-        # The write wraps at the end of the buffer: two slice stores.
-        n = self.capacity - k
-        buf = memoryview(buf)
-        self._mv[k:] = buf[:n]
-        self._mv[: len(buf) - n] = buf[n:]
-        self._used += len(buf)
-        return len(buf)
-
-    def _full(self, buf, n):
-        # The write does not fit: accept what fits, or in overwrite mode drop
-        # the oldest bytes (or keep only the newest capacity bytes of buf) and
-        # count them.
-        if not self.overwrite:
-            buf = memoryview(buf)  # also the TypeError for a non-buffer
-            k = self.capacity - self._used
-            return self.write(buf[:k]) if k else 0
-        k = self._used + n - self.capacity  # bytes to drop
-        if n >= self.capacity:
-            buf = memoryview(buf)[n - self.capacity :]
-            self._rd = 0
-            self._used = 0
-        else:
-            self._rd = (self._rd + k) % self.capacity
-            self._used -= k
-        self.dropped += k
-        self.write(buf)
-        return n
-
-    def readinto(self, buf):
-        """Move up to len(buf) of the oldest bytes into buf; return the count."""
-        n = len(buf)
-        if n > self._used:
-            n = self._used
-        k = self._rd
-        if not n or k + n > self.capacity:
-            return self._read2(buf, n)
-        buf[:n] = self._mv[k : k + n]
-        self._used -= n
-        k += n
-        # an emptied ring restarts at offset 0 (as lowwater._viper does)
-        if k == self.capacity or not self._used:
-            k = 0
-        self._rd = k
-        return n
-
-    def _read2(self, buf, n):
-        # readinto, the rare cases: nothing to read, or the bytes wrap.
-        self.peekinto(buf)
-        self._used -= n
-        self._rd = (self._rd + n) % self.capacity if self._used else 0
-        return n
-
-    def peekinto(self, buf):
-        """Copy like readinto() but keep the bytes in the ring."""
-        n = len(buf)
-        if n > self._used:
-            n = self._used
-        if not n:
-            buf[:0] = b""  # the same TypeError for a read-only destination
-            return 0
-        k = self.capacity - self._rd
-        if n <= k:
-            buf[:n] = self._mv[self._rd : self._rd + n]
-        else:
-            buf[:k] = self._mv[self._rd :]
-            buf[k:n] = self._mv[: n - k]
-        return n
-
     def __len__(self):
-        return self._used
+        return self._ctl(0)
 
     def space(self):
-        return self.capacity - self._used
+        return self.capacity - self._ctl(0)
 
     def clear(self):
         """Forget all stored bytes (not counted as dropped)."""
-        self._rd = 0
-        self._used = 0
+        self._ctl(2)
+
+    @property
+    def dropped(self):
+        return self._ctl(1)
+
+
+def _twin(cap, over):
+    # The plain twin: write, readinto, peekinto and a control function, as
+    # closures over this ring's state (same results as lowwater._viper). A
+    # closure cell is read and written without the dict lookup an attribute
+    # costs (docs/ring.md has the measured difference). Two limits shape
+    # them, both measured on the unix port:
+    # - a closure called with cells + arguments over 5 gets its argument
+    #   array from the heap: a hot closure takes its slow path as a default
+    #   argument (a default costs more per call than a cell, so only what
+    #   does not fit in 5);
+    # - a frame over 11 words (locals, cells, defaults, stack) is
+    #   heap-allocated per call (docs/performance.md): the hot paths stay
+    #   within it, and wrapped, cut and empty cases go to the helpers.
+    # Slice stores into mv allocate nothing; a slice load (every read, a
+    # wrapped or cut write) allocates a memoryview. The offsets do not
+    # restart at 0 when the ring empties (the viper path does, for word
+    # alignment; a slice copy does not care).
+    mv = memoryview(bytearray(cap))
+    rd = 0  # offset of the oldest byte
+    wr = 0  # offset of the next byte written
+    used = 0
+    dropped = 0
+
+    def peek(buf, n, mv=mv, cap=cap):
+        # n (<= used) oldest bytes into buf[:n]; returns n.
+        if not n:
+            buf[:0] = b""  # the same TypeError for a read-only destination
+            return 0
+        k = cap - rd
+        if n <= k:
+            buf[:n] = mv[rd : rd + n]
+        else:
+            buf[:k] = mv[rd:]
+            buf[k:n] = mv[: n - k]
+        return n
+
+    def rslow(buf, n, cap=cap, peek=peek):
+        # readinto, the rare cases: nothing to read, or the bytes wrap.
+        nonlocal rd, used
+        if peek(buf, n):
+            rd = (rd + n) % cap
+            used -= n
+        return n
+
+    def wput(buf, mv=mv, cap=cap):
+        # store buf (a memoryview that fits), wrapping at the end
+        nonlocal wr, used
+        n = _len(buf)
+        k = cap - wr
+        if n <= k:
+            k = wr + n
+            mv[wr:k] = buf
+        else:
+            mv[wr:] = buf[:k]
+            buf = buf[k:]
+            k = n - k
+            mv[:k] = buf
+        wr = (wr + n) % cap
+        used += n
+        return n
+
+    def wdrop(n, cap=cap):
+        # overwrite mode: drop (and count) the oldest bytes so that n more
+        # fit; n >= cap drops everything stored and the first n - cap of buf
+        nonlocal rd, wr, used, dropped
+        k = used + n - cap
+        dropped += k
+        if n >= cap:
+            rd = wr = used = 0
+        else:
+            rd = (rd + k) % cap
+            used -= k
+
+    def wslow(buf, put=wput, drop=wdrop):
+        # write, the rare cases: the write wraps, or does not fit (cut it to
+        # the free space, or in overwrite mode drop the oldest bytes, or keep
+        # only the newest cap bytes of buf). Split in three so that no frame
+        # outgrows the C stack.
+        buf = memoryview(buf)  # TypeError for a non-buffer, before any change
+        n = _len(buf)
+        if n <= cap - used:
+            return put(buf)
+        if not over:
+            n = cap - used
+            return put(buf[:n]) if n else 0
+        drop(n)
+        if n > cap:
+            put(buf[n - cap :])
+        else:
+            put(buf)
+        return n
+
+    def write(buf, slow=wslow):
+        nonlocal wr, used
+        n = _len(buf)
+        if wr + n > cap or n > cap - used:
+            return slow(buf)
+        n += wr  # the end (one local less: the frame stays on the C stack)
+        # (a non-buffer raises TypeError here, NotImplementedError on
+        # MicroPython: a try would move this frame to the heap)
+        mv[wr:n] = buf
+        n -= wr
+        wr += n
+        if wr == cap:
+            wr = 0
+        used += n
+        return n
+
+    def readinto(buf, slow=rslow):
+        nonlocal rd, used
+        n = _len(buf)
+        if n > used:
+            n = used
+        if not n or rd + n > cap:
+            return slow(buf, n)
+        buf[:n] = mv[rd : rd + n]
+        rd += n
+        if rd == cap:
+            rd = 0
+        used -= n
+        return n
+
+    def peekinto(buf, peek=peek):
+        n = _len(buf)
+        if n > used:
+            n = used
+        return peek(buf, n)
+
+    def ctl(op):
+        # 0: bytes stored, 1: bytes dropped, 2: clear
+        nonlocal rd, wr, used
+        if op == 0:
+            return used
+        if op == 1:
+            return dropped
+        rd = wr = used = 0
+        return None
+
+    return write, readinto, peekinto, ctl
 
 
 class _ViperByteRing(ByteRing):
