@@ -3,7 +3,7 @@
 import gc
 
 import ptest
-from lowwater._compat import VIPER
+from lowwater._compat import VIPER, mem_total
 from lowwater.ring import ByteRing, ChunkRing
 
 # The ByteRing paths this runtime has: the plain twin always, viper where the
@@ -373,6 +373,35 @@ def test_byte_ring_twin_heap_cost_is_as_documented():
     assert ptest.heap_bytes(write_read, 1000) == 1000 * view
     assert ptest.heap_bytes(r.space, 1000) == 0
     assert ptest.heap_bytes(r.__len__, 1000) == 0
+    # the rare cases, one call each: views only, no frame on the heap
+    # (docs/ring.md's table)
+    src = bytearray(40)
+
+    def ring(pre, read, over=False):
+        q = ByteRing(64, over, fast=False)
+        q.write(bytearray(pre))
+        q.readinto(bytearray(read))
+        return q
+
+    cases = (  # name, ring, op, src written first (the bytes then wrap), views
+        ("write wraps", ring(50, 50), "write", False, 3),
+        ("write cut", ring(50, 0), "write", False, 2),
+        ("write to a full ring", ring(64, 0), "write", False, 1),
+        ("overwrite, wraps", ring(50, 0, True), "write", False, 3),
+        ("read wraps", ring(50, 50), "readinto", True, 2),
+        ("peek wraps", ring(50, 50), "peekinto", True, 2),
+        ("read empty", ring(0, 0), "readinto", False, 0),
+    )
+    for name, q, op, fill, views in cases:
+        if fill:
+            q.write(src)
+        arg = src if op == "write" else dst
+        fn = getattr(q, op)
+        gc.collect()
+        m = mem_total()
+        fn(arg)  # one call: the next one would find the ring changed
+        got = mem_total() - m
+        assert got == views * view, (name, got, views * view)
 
 
 # ---- ChunkRing ----------------------------------------------------------------------
