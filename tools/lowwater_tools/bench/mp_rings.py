@@ -165,6 +165,8 @@ def throughput(cfg):
 #   copies wrap at the end of the buffer all the time;
 # - odd: writes of k-1 bytes from an odd offset of the source, read back as
 #   two reads of odd offsets and sizes (no co-aligned copy).
+# On the viper path every stream copy is co-aligned (the destination and the
+# ring move by the same amounts) and no odd one is (docs/ring.md).
 
 
 def _pattern(w, r, src, d1, d2, n):
@@ -251,8 +253,42 @@ def per_op(cfg):
     return res
 
 
+def cg_case(cfg):
+    # One case for instruction counts (docs/ring.md): cfg["cg"] = {"variant":
+    # ringio|viper|twin, "pattern": fill|stream|odd, "chunk": k, "n": rounds}.
+    # Run it under `valgrind --tool=callgrind` with n rounds and with 0; the
+    # difference over n is the instructions per round (one chunk written and
+    # read back: fill-drain as throughput() does it, stream and odd as
+    # patterns() does), set-up and warm-up cancelling out.
+    c = cfg["cg"]
+    k = c["chunk"]
+    n = c["n"]
+    cap = c.get("cap", 4096)
+    obj = _make(c["variant"], cap, k)[1]
+    if c["pattern"] == "fill":
+        src = bytearray(k)
+        dst = bytearray(k)
+        m = cap // k
+        _stream(obj.write, obj.readinto, src, dst, m, 4)  # warm-up
+        _stream(obj.write, obj.readinto, src, dst, m, n // m)
+        return
+    base = bytearray(k + 1)
+    mv = memoryview(base)
+    dv = memoryview(bytearray(k + 1))
+    if c["pattern"] == "stream":
+        src, d1, d2 = mv[:k], dv[: k // 3], dv[k // 3 : k]
+        obj.write(bytearray(cap // 2))
+    else:
+        src, d1, d2 = mv[1:k], dv[1 : k // 2], dv[k // 2 : k]
+    _pattern(obj.write, obj.readinto, src, d1, d2, 64)  # warm-up
+    _pattern(obj.write, obj.readinto, src, d1, d2, n)
+
+
 def main():
     cfg = _bt.args()
+    if "cg" in cfg:
+        cg_case(cfg)
+        return
     res = {"variants": variants(), "throughput": throughput(cfg), "per_op": per_op(cfg)}
     if _bt.MICROPYTHON:
         res["patterns"] = patterns(cfg)
