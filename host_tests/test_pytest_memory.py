@@ -125,7 +125,7 @@ def test_no_alloc_and_fixtures(pytester):
         [
             "*no_alloc: test_noisy allocated * bytes (CPython, tracemalloc, tolerance 256 B)*",
             "where (tracemalloc, biggest allocations live when one more call of the test returned):",
-            "  test_mem.py:14: +4096 B in 0 block(s)",
+            "  test_mem.py:14: +* B in * block(s)",  # grown in place or moved: the allocator decides
         ]
     )
 
