@@ -7,7 +7,7 @@ import sys
 
 from lowwater_tools.paths import tool_exe
 
-T = 30  # s: default bound for one tool call
+T = 90  # s: default bound for one tool call (a bound, not a pace: generous for a loaded host)
 
 
 def run(*argv: str, ok: bool = True, timeout: float = T):

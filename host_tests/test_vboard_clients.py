@@ -271,7 +271,7 @@ def test_watchdog_keeps_running_across_soft_reset(vb):
     # machine, and the watchdog then resets the board before the soft reset comes
     mpr(vb, "exec", "import machine; machine.WDT(timeout=1500)", "+", "soft-reset")
     # (a board's watchdog is not stopped by a soft reset)
-    vb.wait(lambda b: b.wdt_reset_count > n and b.booted, timeout=15)
+    vb.wait(lambda b: b.wdt_reset_count > n and b.booted, timeout=60)
     assert WDT_RESET_LINE + " (not fed for 1500 ms)" in vb.transcript()
     # the watchdog reset (a hard one) stops it
     time.sleep(2)
@@ -421,7 +421,7 @@ def test_the_restart_after_a_soft_reset_is_no_watchdog_time(vb):
     try:
         r.raw_repl()
         r.send(b"\x04")  # soft reset
-        vb.wait(lambda b: b.wdt_reset_count > n and b.booted, timeout=15)
+        vb.wait(lambda b: b.wdt_reset_count > n and b.booted, timeout=60)
     finally:
         del vb._spawn, vb._reset
         r.close()
@@ -452,6 +452,6 @@ def test_a_watchdog_reset_in_a_raw_paste_is_an_unexpected_read_for_mpremote(vb):
         del vb._from_client
     assert fired and r.returncode != 0
     assert "unexpected read during raw paste: b'\\r'" in r.stdout + r.stderr
-    vb.wait(lambda b: b.wdt_reset_count > n and b.booted, timeout=15)
+    vb.wait(lambda b: b.wdt_reset_count > n and b.booted, timeout=60)
     assert "\r\n" + WDT_RESET_LINE + " (not fed for 1000 ms)\r\n" in vb.transcript()
     assert mpr(vb, "exec", "print(6 * 7)") == "42\n"
