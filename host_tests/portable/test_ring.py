@@ -673,3 +673,27 @@ def test_viper_copies_at_every_relative_alignment():
                         assert ka == kb == n, (cap, so, do, n, pre, ka, kb)
                         assert da == db, (cap, so, do, n, pre)
                         assert da[do : do + n] == back[so : so + n], (cap, so, do, n, pre)
+
+
+def _methods_only(fast):
+    # (in a frame of its own: no stale reference to the ring stays behind)
+    r = ByteRing(64, fast=fast)
+    return r.write, r.readinto, r.peekinto
+
+
+def _junk():
+    return [bytearray(b"\xee" * 88) for _ in range(200)]
+
+
+def test_byte_ring_methods_outlive_the_ring():
+    # write/readinto/peekinto are closures; kept without the ring, they must
+    # keep its memory alive (the viper ones work on its address).
+    for f in PATHS:
+        w, rd, pk = _methods_only(f)
+        for _ in range(3):
+            gc.collect()
+        junk = _junk()  # reuses whatever the collections freed
+        assert w(b"abcdefgh" * 8) == 64
+        out = bytearray(64)
+        assert pk(out) == 64 and rd(out) == 64 and out == b"abcdefgh" * 8
+        assert sum(1 for j in junk if j != b"\xee" * 88) == 0, f  # none written into

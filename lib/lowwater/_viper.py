@@ -36,8 +36,9 @@ _BIGX = const(64)  # otherwise (_BIG > _BIGX)
 #   (unaligned access faults on Cortex-M0+ and ESP32): words when source and
 #   destination are co-aligned (same address mod 4), halfwords when they are
 #   2 apart mod 4, bytes otherwise;
-# - at most 4 arguments, closure cells included, and no defaults (older viper
-#   emitters allow no more);
+# - at most 5 arguments, closure cells included (a closure called with more
+#   gets its argument array from the heap), and no defaults. (Viper emitters
+#   before 2015 took at most 4; readinto takes 5.)
 # - copy loops end on `!=` an exact end address, so the sign of an address as
 #   a native int never matters.
 # The copy of a short piece is written out inline in write and readinto (a
@@ -139,8 +140,9 @@ def _copy(d: int, s: int, n: int):
 
 def bind(st):
     """(write, readinto, peekinto) of the ring whose state is the array('i')
-    st (layout above; the caller keeps st alive: the closures hold its
-    address, and MicroPython's heap never moves an object)."""
+    st (layout above). The closures work on st's address (MicroPython's heap
+    never moves an object) and hold st itself too, so that one kept without
+    its ring still keeps st alive (peekinto through readinto)."""
     a = _addr(st)
     ln = len
     by = bytes
@@ -148,13 +150,15 @@ def bind(st):
     @micropython.viper
     def write(buf) -> int:
         n = int(ln(buf))
+        if n < 0:  # never: naming st makes it a cell, kept alive by the closure
+            n = int(ln(st))
         s = int(ptr8(buf))  # TypeError unless buf has the buffer protocol
-        st = ptr32(a)
-        cap = st[_CAP]
-        used = st[_USED]
-        rd = st[_RD]
+        sp = ptr32(a)
+        cap = sp[_CAP]
+        used = sp[_USED]
+        rd = sp[_RD]
         res = n
-        if st[_OVER]:
+        if sp[_OVER]:
             k = used + n - cap  # bytes to drop
             if k > 0:
                 if n >= cap:
@@ -168,18 +172,18 @@ def bind(st):
                     if rd >= cap:
                         rd -= cap
                     used -= k
-                st[_RD] = rd
-                k += st[_DLO]
-                st[_DHI] = st[_DHI] + (k >> 30)
-                st[_DLO] = k & 0x3FFFFFFF
+                sp[_RD] = rd
+                k += sp[_DLO]
+                sp[_DHI] = sp[_DHI] + (k >> 30)
+                sp[_DLO] = k & 0x3FFFFFFF
         elif n > cap - used:
             n = cap - used
             res = n
         w = rd + used
         if w >= cap:
             w -= cap
-        st[_USED] = used + n
-        base = int(st) + _DATA
+        sp[_USED] = used + n
+        base = int(sp) + _DATA
         while n > 0:
             k = cap - w
             if k > n:
@@ -243,23 +247,25 @@ def bind(st):
         if buf.__class__ is by:
             raise TypeError("read-only buffer")
         n = int(ln(buf))
+        if n < 0:  # never (st: as in write)
+            n = int(ln(st))
         d = int(ptr8(buf))
-        st = ptr32(a)
-        used = st[_USED]
+        sp = ptr32(a)
+        used = sp[_USED]
         if n > used:
             n = used
         res = n
-        cap = st[_CAP]
-        rd = st[_RD]
+        cap = sp[_CAP]
+        rd = sp[_RD]
         if n == used:
-            st[_RD] = 0
+            sp[_RD] = 0
         else:
             w = rd + n
             if w >= cap:
                 w -= cap
-            st[_RD] = w
-        st[_USED] = used - n
-        base = int(st) + _DATA
+            sp[_RD] = w
+        sp[_USED] = used - n
+        base = int(sp) + _DATA
         s = base + rd
         w = cap - rd  # bytes before the wrap
         while n > 0:
@@ -318,12 +324,12 @@ def bind(st):
     @micropython.viper
     def peekinto(buf) -> int:
         # readinto, then put the read position back.
-        st = ptr32(a)
-        rd = st[_RD]
-        used = st[_USED]
+        sp = ptr32(a)
+        rd = sp[_RD]
+        used = sp[_USED]
         n = int(readinto(buf))
-        st[_RD] = rd
-        st[_USED] = used
+        sp[_RD] = rd
+        sp[_USED] = used
         return n
 
     return write, readinto, peekinto
