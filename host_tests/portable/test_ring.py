@@ -697,3 +697,13 @@ def test_byte_ring_methods_outlive_the_ring():
         out = bytearray(64)
         assert pk(out) == 64 and rd(out) == 64 and out == b"abcdefgh" * 8
         assert sum(1 for j in junk if j != b"\xee" * 88) == 0, f  # none written into
+
+
+def test_byte_ring_methods_through_the_class():
+    # the hot methods live in the instance dict; the class still has them
+    for r in _rings(8):
+        assert ByteRing.write(r, b"abc") == 3
+        buf = bytearray(2)
+        assert ByteRing.peekinto(r, buf) == 2 and buf == b"ab"
+        assert type(r).readinto(r, buf) == 2 and buf == b"ab"
+        assert len(r) == 1

@@ -67,12 +67,26 @@ class ByteRing:
             st[_RD] = st[_USED] = st[_DLO] = st[_DHI] = 0
             st[_CAP] = capacity
             st[_OVER] = 1 if overwrite else 0
-            self._st = st  # also keeps st alive: the closures hold its address
+            self._st = st  # for len, space, clear and dropped
             # the hot methods: closures over this ring's state (lowwater._viper)
             self.write, self.readinto, self.peekinto = VIPER.bind(st)
         else:
             self.write, self.readinto, self.peekinto, self._ctl = _twin(capacity, self.overwrite)
         return self
+
+    # Calls through the class (ByteRing.write(r, buf)) reach the instance's
+    # closures through these, on either path.
+    def write(self, buf):
+        """Append bytes from buf; return how many were accepted."""
+        return self.__dict__["write"](buf)
+
+    def readinto(self, buf):
+        """Move up to len(buf) of the oldest bytes into buf; return the count."""
+        return self.__dict__["readinto"](buf)
+
+    def peekinto(self, buf):
+        """Copy like readinto() but keep the bytes in the ring."""
+        return self.__dict__["peekinto"](buf)
 
     def __len__(self):
         return self._ctl(0)
@@ -232,17 +246,7 @@ def _twin(cap, over):
 
 class _ViperByteRing(ByteRing):
     # ByteRing on the viper path: state in self._st, write/readinto/peekinto
-    # are closures in the instance dict (see ByteRing.__new__). The methods
-    # below only serve calls through the class (_ViperByteRing.write(r, b)).
-    def write(self, buf):
-        return self.__dict__["write"](buf)
-
-    def readinto(self, buf):
-        return self.__dict__["readinto"](buf)
-
-    def peekinto(self, buf):
-        return self.__dict__["peekinto"](buf)
-
+    # are closures in the instance dict (see ByteRing.__new__).
     def __len__(self):
         return self._st[_USED]
 
