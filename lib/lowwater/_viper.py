@@ -37,8 +37,9 @@ _BIGX = const(64)  # otherwise (_BIG > _BIGX)
 #   destination are co-aligned (same address mod 4), halfwords when they are
 #   2 apart mod 4, bytes otherwise;
 # - at most 5 arguments, closure cells included (a closure called with more
-#   gets its argument array from the heap), and no defaults. (Viper emitters
-#   before 2015 took at most 4; readinto takes 5.)
+#   gets its argument array from the heap), and no defaults. (Very old viper
+#   emitters took at most 4; readinto takes 5, which test_mpy_cross.py
+#   compiles for armv6m and xtensawin.)
 # - copy loops end on `!=` an exact end address, so the sign of an address as
 #   a native int never matters.
 # The copy of a short piece is written out inline in write and readinto (a
