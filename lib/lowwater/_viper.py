@@ -54,7 +54,9 @@ def _addr(b) -> uint:
 
 @micropython.viper
 def _copy(d: int, s: int, n: int):
-    # n bytes from s to d, fastest aligned access first.
+    # n bytes from s to d, fastest aligned access first. The addresses pass as
+    # ints: no heap below 2**30 on a 32-bit port (all ESP32 and RP2040 RAM);
+    # RAM above that would box them (docs/ring.md, known limits).
     e = d + n
     x = (d ^ s) & 3
     if x == 0:
