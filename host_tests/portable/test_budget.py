@@ -135,22 +135,120 @@ def test_alloc_comes_from_the_heap_total_when_the_source_knows_it():
     assert src.walks == 5 and b.alloc == HEAP - 90000  # one walk per check
 
 
-def test_walk_every_spaces_the_measurements_on_a_large_heap():
-    class Big(FakeSource):
-        def total(self):
-            return 64 * 4096 * 32  # 8 MiB of 32-byte blocks
+class _Totalled(FakeSource):
+    """A source that knows its heap total (as GcSource): counts its walks."""
 
-    b = Budget(HEAP, WARN_FREE, MIN_FREE, check_every=4, source=Big(100000))
-    assert b.walk_every == (64 if budget._BLOCK == 32 else 128)
+    def __init__(self, free=100000, total=HEAP):
+        FakeSource.__init__(self, free)
+        self.t = total
+        self.walks = 0
+
+    def free(self):
+        self.walks += 1
+        return self.f
+
+    def total(self):
+        return self.t
+
+
+# The spacing's cost model (docs/budget.md), restated: a walk costs 42
+# instructions per GC block, a step at least 7000 + 64 per chunk byte, and a
+# walk may take 1/50 of the step work between two walks.
+_WALK, _BASE, _BYTE, _SHARE = 42, 7000, 64, 50
+
+
+def _model(total, chunk, every):
+    # (walk cost, step work of one period)
+    return total // budget._BLOCK * _WALK, every * (_BASE + _BYTE * chunk)
+
+
+def test_walk_spacing_keeps_a_walk_within_two_percent_of_the_chunks_it_covers():
+    # For heaps from 16 KiB to 8 MiB and chunks from 1 B to 4 KiB at the
+    # profiles' period: one walk costs at most 1/50 of the modelled step work
+    # of the walk_every periods between walks, and one period fewer would not
+    # do (up to the rounding of the blocks a period pays for).
+    for total in (16384, 131072, 209936, 524288, 2097152, 8 << 20):
+        for chunk in (1, 64, 256, 512, 1024, 4096):
+            w = budget.walk_spacing(total, chunk)
+            walk, period = _model(total, chunk, 256)
+            assert w >= 1 and walk * _SHARE <= w * period, (total, chunk, w)
+            per = period // (_WALK * _SHARE)
+            assert w == 1 or (w - 1) * per < total // budget._BLOCK, (total, chunk, w)
+    # more heap: more periods; bigger chunks: fewer
+    assert budget.walk_spacing(2 << 20, 256) > budget.walk_spacing(512 << 10, 256) > budget.walk_spacing(128 << 10, 256)
+    assert budget.walk_spacing(2 << 20, 64) > budget.walk_spacing(2 << 20, 256) > budget.walk_spacing(2 << 20, 1024)
+    assert budget.walk_spacing(1024, 64) == 1
+
+
+def test_walk_spacing_follows_the_period():
+    # A longer period covers more chunks: fewer periods per walk, the chunks
+    # between walks still at least the default's. A shorter one asks for quicker
+    # detection: the periods between walks shrink with it.
+    total = 2 << 20
+    w = budget.walk_spacing(total, 256)
+    w4 = budget.walk_spacing(total, 256, 1024)
+    assert w4 < w and w4 * 1024 >= (w - 1) * 256
+    w16 = budget.walk_spacing(total, 256, 16)
+    assert 1 <= w16 <= max(1, (w * 16 + 255) // 256)
+    assert budget.walk_spacing(192 << 10, 256, 16) == 1
+
+
+def test_the_default_spacing_comes_from_the_heap_total_and_the_chunk_size():
+    src = _Totalled(total=8 << 20)
+    b = Budget(HEAP, WARN_FREE, MIN_FREE, check_every=256, source=src, chunk_bytes=512)
+    assert b.walk_every == budget.walk_spacing(8 << 20, 512, 256) > 1
+    b = Budget(HEAP, WARN_FREE, MIN_FREE, check_every=4, source=src)
+    assert b.walk_every == budget.walk_spacing(8 << 20, 0, 4)
     b2, _ = make(check_every=4)
     assert b2.walk_every == 1  # no total known: every periodic point measures
-    b3 = Budget(HEAP, WARN_FREE, MIN_FREE, check_every=4, source=Big(100000), walk_every=3)
-    for _ in range(4 * 3 * 2):
-        b3.tick()
-    assert b3.checks == 2
-    for _ in range(3):
-        b3.due(4)
-    assert b3.checks == 3 and b3.report()["ticks"] == 36
+    ptest.raises(ValueError, Budget, HEAP, WARN_FREE, MIN_FREE, source=src, chunk_bytes=-1)
+    ptest.raises(ValueError, Budget, HEAP, WARN_FREE, MIN_FREE, source=src, chunk_bytes=1.5)
+
+
+def test_walks_are_spaced_only_while_free_memory_is_far_from_warn_free():
+    # far: free >= warn_free + (warn_free - min_free)
+    far = WARN_FREE + (WARN_FREE - MIN_FREE)
+    src = _Totalled(free=far)
+    b = Budget(HEAP, WARN_FREE, MIN_FREE, check_every=4, source=src, walk_every=3, slack=HEAP)
+    src.walks = 0
+    b.due(4)  # the first periodic point always measures
+    assert b.checks == 1 and src.walks == 1
+    for _ in range(5):
+        b.due(4)
+    assert b.checks == 2 and src.walks == 2  # periods 2, 3 skipped; 4 measured; 5, 6 skipped
+    src.f = far - 1  # near warn_free, still OK: seen at the next spaced walk ...
+    b.due(4)
+    assert b.checks == 3 and b.level is OK and b.low_water == far - 1
+    for _ in range(4):  # ... and from then on every period measures
+        b.due(4)
+    assert b.checks == 7
+    src.f = WARN_FREE - 1
+    assert b.due(4) is WARN and b.checks == 8
+    assert b.due(4) is WARN and b.checks == 9
+    src.f = far  # far again: spaced after the reading that sees it
+    b.due(4)
+    assert b.checks == 10 and b.level is OK
+    for _ in range(2):
+        b.due(4)
+    assert b.checks == 10
+    b.due(4)
+    assert b.checks == 11
+    # ticks count the same as due(): 3 periods of 4 ticks, one walk
+    for _ in range(3 * 4):
+        b.tick()
+    assert b.checks == 12 and b.report()["ticks"] == 4 * 17 + 12
+
+
+def test_a_direct_check_updates_the_spacing_decision():
+    far = WARN_FREE + (WARN_FREE - MIN_FREE)
+    src = _Totalled(free=far)
+    b = Budget(HEAP, WARN_FREE, MIN_FREE, check_every=4, source=src, walk_every=100, slack=HEAP)
+    b.due(4)
+    assert b.checks == 1
+    src.f = MIN_FREE - 1
+    assert b.check() is CRITICAL  # e.g. after a MemoryError (Firmware.run)
+    b.due(4)  # near: the next period measures, spacing or not
+    assert b.checks == 3
 
 
 def test_explicit_check_does_not_move_the_tick_schedule():

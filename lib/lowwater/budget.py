@@ -12,10 +12,13 @@
 # a collected heap, as before) or when free memory fell by more than `slack`
 # since the last collection (garbage to clear at this controlled point). A loop
 # that allocates nothing per chunk thus costs one walk per check, no collection.
-# On a large heap the walk itself is dear (it grows with the heap), so the
-# periodic check measures every `walk_every` periods only, by default one per
-# 4096 GC blocks of heap (1 on heaps up to 128 KiB of a 64-bit port). Not
-# IRQ-safe (gc.collect).
+# The walk itself is dear on a large heap (it grows with the heap), so the
+# periodic point measures every `walk_every` periods only while free memory is
+# well above warn_free (docs/budget.md: the spacing and its bound). walk_every
+# is derived so that one walk costs at most 2 % of the firmware work of the
+# chunks it is spread over: from the heap's GC blocks and the chunk size (see
+# _walk_every below). Near warn_free, or at any level but OK, every periodic
+# point measures. Not IRQ-safe (gc.collect).
 import gc
 import sys
 
@@ -26,9 +29,38 @@ OK = "ok"
 WARN = "warn"
 CRITICAL = "critical"
 
-_WALK_BLOCKS = const(4096)  # heap blocks per periodic walk interval (walk_every)
 _BLOCK = 32 if sys.maxsize > 0xFFFFFFFF else 16  # a GC block: 4 words
 _SLACK_DIV = const(16)  # default slack: heap // 16
+
+# The walk spacing's cost model, in instructions (callgrind, unix port,
+# docs/budget.md): gc.mem_free() spends ~42 per GC block of heap; the
+# firmware's step costs at least _STEP_BASE + _STEP_BYTE per byte of chunk
+# (below every figure measured, 64 B to 1 KiB chunks). One walk may take at
+# most 1/_SHARE of the step work of the chunks between two walks at the
+# profiles' period (_REF_EVERY chunks, check_every's default).
+_WALK_COST = const(42)
+_STEP_BASE = const(7000)
+_STEP_BYTE = const(64)
+_SHARE = const(50)  # 2 %: under the 3 % goal with room for the model's error
+_REF_EVERY = const(256)
+
+
+def walk_spacing(total, chunk_bytes=0, check_every=_REF_EVERY):
+    """Default walk_every: periods between two heap walks, for a heap of `total`
+    bytes, chunks of chunk_bytes and a period of check_every chunks.
+
+    At check_every >= 256 the smallest spacing whose chunks cost _SHARE times
+    one walk: ceil(N / check_every), N = blocks * 42 * 50 / step cost. A shorter
+    period asks for quicker detection: the spacing in periods shrinks with it,
+    ceil(N / 256 * check_every / 256). At least 1."""
+    per = (
+        (_STEP_BASE + _STEP_BYTE * chunk_bytes) * _REF_EVERY // (_WALK_COST * _SHARE)
+    )  # blocks a 256-chunk period pays for
+    lo = min(check_every, _REF_EVERY)
+    hi = max(check_every, _REF_EVERY)
+    n = total // _BLOCK * lo  # init-time arithmetic: a large product may be a long int
+    d = per * hi
+    return max(1, (n + d - 1) // d)
 
 
 class GcSource:
@@ -98,14 +130,25 @@ class Budget:
         if b.tick() is CRITICAL: ...   # tick() returns the current level
 
     A loop that counts its own chunks calls b.due(n) once per n chunks instead
-    of tick() per chunk. walk_every (None: from the heap size, see the module
-    comment) is how many periods pass between two measurements; slack (None:
+    of tick() per chunk. walk_every (None: walk_spacing() of the heap and
+    chunk_bytes, the loop's chunk size, 0 if unknown) is how many periods pass
+    between two measurements while free memory is at least warn_free plus the
+    gap (warn_free - min_free); below that every period measures. slack (None:
     heap // 16) is how far free memory may fall below its last collected
     reading before a check collects. check() always measures.
     """
 
     def __init__(
-        self, heap, warn_free, min_free, check_every=256, source=None, telemetry=None, walk_every=None, slack=None
+        self,
+        heap,
+        warn_free,
+        min_free,
+        check_every=256,
+        source=None,
+        telemetry=None,
+        walk_every=None,
+        slack=None,
+        chunk_bytes=0,
     ):
         _positive(heap, "heap")
         _positive(warn_free, "warn_free")
@@ -133,10 +176,16 @@ class Budget:
             self.source.collect()
             self._base = self.source.free()
             self._total = self.source.total()
+        if type(chunk_bytes) is not int or chunk_bytes < 0:
+            raise ValueError("chunk_bytes must be an int >= 0")
         if walk_every is None:
-            walk_every = max(1, self._total // (_WALK_BLOCKS * _BLOCK)) if self._total else 1
+            walk_every = walk_spacing(self._total, chunk_bytes, check_every) if self._total else 1
         _positive(walk_every, "walk_every")
         self.walk_every = walk_every
+        # Spaced walks only while free >= _far_from (warn_free plus the gap
+        # between the levels); _far says whether the last reading was there.
+        self._far_from = warn_free + (warn_free - min_free)
+        self._far = False
         self.slack = heap // _SLACK_DIV if slack is None else slack
         self.level = OK
         self.free = None  # free bytes at the last check
@@ -185,8 +234,9 @@ class Budget:
         return self._periodic()
 
     def _periodic(self):
+        # Skip the walk only while the last reading was far from warn_free.
         n = self._walk - 1
-        if n:
+        if n > 0 and self._far:
             self._walk = n
             return self.level
         self._walk = self.walk_every
@@ -223,6 +273,7 @@ class Budget:
         t = self._total
         self.alloc = t - free if t is not None else self.source.alloc()
         self.free = free
+        self._far = free >= self._far_from
         lw = self.low_water
         if lw is None or free < lw:
             self.low_water = free
