@@ -94,7 +94,15 @@ class Firmware:
         self.store = WeakStore(max_items=n, sizeof=_summary_bytes)
         self._sums = [summary() for _ in range(n)]
         self.windows = 0
-        self.budget = Budget(heap, warn, low, check_every=p["check_every"], source=source, telemetry=self.tele)
+        self.budget = Budget(
+            heap,
+            warn,
+            low,
+            check_every=p["check_every"],
+            source=source,
+            telemetry=self.tele,
+            chunk_bytes=p["chunk_size"],
+        )
         # Handlers run in order: the store is shed first, then chunks are dropped.
         self.budget.on_pressure(self._shed_store)
         self.budget.on_pressure(self._pressure)
@@ -113,14 +121,16 @@ class Firmware:
         # shedding it alternates 1 (process this chunk) and 2 (skip it).
         self._skip = 0
         self._check_every = p["check_every"]
-        self._n = p["check_every"]  # chunks left until the periodic point
+        self._due = p["check_every"]  # the ring's committed count at the next periodic point
         self.warn_free = warn
         self.min_free = low
         self._wdt = None
+        self._feed = None  # the watchdog's feed, bound once (None: no watchdog)
 
     def use_watchdog(self, wdt):
         """Feed this machine.WDT-like object once per chunk."""
         self._wdt = wdt
+        self._feed = None if wdt is None else wdt.feed
 
     def use_log(self, log, every=4):
         """Append each window summary to `log` (a FlashLog); flush every `every`
@@ -177,54 +187,83 @@ class Firmware:
         """Acquire one chunk and, unless shedding, process the oldest one.
 
         A sensor fault (OSError, as an I2C NACK) propagates to run(), which
-        counts it; the claimed slot is simply claimed again next time. No try
-        block here, and few locals: a frame over ~11 words (locals + stack) is
-        heap-allocated on every call (docs/performance.md). The chunk is read
-        into a ring slot, smoothed into the pool block, and its statistics go
-        into the open window: two native calls on ports with viper."""
-        if self._wdt is not None:
-            self._wdt.feed()
+        counts it; nothing is claimed nor committed then. No try block here,
+        and few locals: a frame over ~11 words (locals + stack) is
+        heap-allocated on every call (docs/performance.md). In the steady
+        state the ring is idle (each chunk is processed as it arrives), so the
+        chunk is read straight into its idle slot and counted there
+        (ChunkRing.cycle's fast path, inline: a call costs ~700 instructions),
+        smoothed into the pool block, and its statistics go into the open
+        window: two native calls on ports with viper. Nothing is stored on self
+        per chunk: a store on this class searches it for a property first
+        (~1,000 instructions, callgrind); the periodic point is due when the
+        ring's committed count reaches _due. A chunk waiting in the ring goes
+        through _step_ring, shedding through _step_shed."""
+        if self._feed:  # a bound method or None: a truth test is the cheapest
+            self._feed()
+        if self._skip:
+            return self._step_shed()
+        r = self.ring
+        v = r.idle
+        if v is None:
+            return self._step_ring()
+        n = self._read(v)
+        if n > r.chunk_size or n < 0:
+            raise ValueError("n out of range")
+        r.committed += 1
+        b = self._blk
+        w = self._width
+        # processed is counted by the statistics call (out[WCHUNKS]).
+        n = _smooth(v, n, w, b)
+        _stats(b, n, w, self._out)
+        if r.committed >= self._due:
+            self._period()
+
+    def _step_ring(self):
+        # step() when the ring is not idle (the first chunk, or chunks left
+        # waiting by shedding): the general ChunkRing.cycle, then one waiting
+        # chunk more, so the backlog drains and the straight read resumes.
+        r = self.ring
+        v = r.cycle(self._read)
+        if v is not None:
+            self._process(v, r.taken)
+        if len(r):
+            self._consume()
+        if r.committed >= self._due:
+            self._period()
+
+    def _step_shed(self):
+        # step() while shedding: every chunk is acquired, every other one is
+        # processed (_skip alternates 1: process, 2: skip), the others wait in
+        # the ring, where the next acquisition drops the oldest when full.
         r = self.ring
         r.fill(self._read)
-        v = self._skip
-        if v == 2:
+        if self._skip == 2:
             self._skip = 1
         else:
-            if v:
-                self._skip = 2
-            # 5 locals + a stack of 6: the frame's limit (11 words) exactly.
-            # processed is counted by the statistics call (out[WCHUNKS]).
-            v = r.take()
-            b = self._blk
-            w = self._width
-            v = _smooth(v, r.taken, w, b)
-            _stats(b, v, w, self._out)
-        v = self._n - 1
-        if v:
-            self._n = v
-        else:
+            self._skip = 2
+            self._consume()
+        if r.committed >= self._due:
             self._period()
 
     def _step_pipe(self):
         # step() with the user's stages (Firmware(stages=...) or the profile's
         # "stages"): the same acquisition, shedding and periodic point; the
         # chunk goes through _pipe instead of the built-in smoothing.
-        if self._wdt is not None:
-            self._wdt.feed()
+        if self._feed:
+            self._feed()
+        if self._skip:
+            return self._step_shed()
         r = self.ring
-        r.fill(self._read)
-        v = self._skip
-        if v == 2:
-            self._skip = 1
-        else:
-            if v:
-                self._skip = 2
-            v = r.take()
-            self._pipe(v, r.taken)
-        v = self._n - 1
-        if v:
-            self._n = v
-        else:
+        v = r.idle
+        if v is None:
+            return self._step_ring()
+        n = self._read(v)
+        if n > r.chunk_size or n < 0:
+            raise ValueError("n out of range")
+        r.committed += 1
+        self._pipe(v, n)
+        if r.committed >= self._due:
             self._period()
 
     def _pipe(self, v, n):
@@ -242,19 +281,25 @@ class Firmware:
         _stats(v, n, self._width, self._out)
 
     def _consume(self):
-        # step()'s processing, for drain(): the oldest chunk, if any.
+        # step()'s processing, for drain() and shedding: the oldest chunk, if any.
         r = self.ring
         v = r.take()
         if v is not None:
-            if self._chain is not None:
-                self._pipe(v, r.taken)
-                return
-            v = _smooth(v, r.taken, self._width, self._blk)
-            _stats(self._blk, v, self._width, self._out)
+            self._process(v, r.taken)
+
+    def _process(self, v, n):
+        # One chunk (view v, n valid bytes) through the user's stages or the
+        # built-in smoothing, into the open window's statistics.
+        if self._chain is not None:
+            self._pipe(v, n)
+            return
+        n = _smooth(v, n, self._width, self._blk)
+        _stats(self._blk, n, self._width, self._out)
 
     def _period(self):
         # Every check_every chunks: the budget's periodic point, then the window.
-        self._n = self._check_every
+        # _due first: a failing window must not make every later step due.
+        self._due = self.ring.committed + self._check_every
         self.budget.due(self._check_every)
         self._window()
 

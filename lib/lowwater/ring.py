@@ -280,6 +280,9 @@ class ChunkRing:
     .dropped each): a view from oldest() then stays valid only until the next
     claim(). Counters: committed, dropped, high_water (most slots ever in use,
     the claimed one included); len(r) is the number of committed slots.
+    fill(readinto) and take() do claim + read + commit and oldest + release in
+    one call each; cycle(readinto) does both at once (a consumer that processes
+    every chunk as it arrives).
     """
 
     def __init__(self, chunk_size, count, overwrite=False):
@@ -297,10 +300,15 @@ class ChunkRing:
         self._rd = 0  # slot of the oldest committed chunk
         self._n = 0  # committed slots
         self._cl = 0  # 1 while a slot is claimed (it is slot _rd + _n)
+        # The view of slot _rd while the ring is idle (nothing committed,
+        # nothing claimed, used before: high_water is already >= 1), else None:
+        # cycle()'s fast path in one attribute (the straight read, see cycle).
+        # Every method that changes _n or _cl keeps it so.
+        self.idle = None
         self.committed = 0
         self.dropped = 0
         self.high_water = 0
-        self.taken = 0  # valid bytes of the chunk take() returned last
+        self.taken = 0  # valid bytes of the chunk take() or cycle() returned last
 
     def claim(self):
         """Writable full-size view of a free slot (the same one until commit)."""
@@ -316,6 +324,7 @@ class ChunkRing:
                 if self._rd == self.count:
                     self._rd = 0
             self._cl = 1
+            self.idle = None
             if n >= self.high_water:
                 self.high_water = n + 1
         n += self._rd
@@ -368,6 +377,7 @@ class ChunkRing:
             raise ValueError("n out of range")
         self._lens[i] = n
         self._n += 1
+        self.idle = None
         self.committed += 1
         return n
 
@@ -391,9 +401,40 @@ class ChunkRing:
         i = self._rd
         self.taken = self._lens[i]
         self._n = n - 1
-        n = i + 1
-        self._rd = 0 if n == self.count else n
+        k = i + 1
+        if k == self.count:
+            k = 0
+        self._rd = k
+        if n == 1 and not self._cl:
+            self.idle = self._views[k]
         return self._views[i]
+
+    def cycle(self, readinto):
+        """fill(readinto) then take() in one call: the view of the oldest
+        committed chunk, already released, its valid bytes in .taken (None when
+        nothing could be read nor taken: a full ring without overwrite whose
+        chunks were all taken). For a consumer that processes each chunk as it
+        arrives (Firmware.step). If readinto raises, nothing is claimed nor
+        committed. Allocates nothing.
+
+        While the ring is idle (nothing committed, nothing claimed: the steady
+        state of such a consumer) it is the straight read: v = r.idle,
+        n = readinto(v), n checked (0 <= n <= chunk_size) and counted
+        (r.committed += 1); the ring stays idle, so the next claim(), fill() or
+        cycle() reuses that slot: the view is valid until then. A consumer may
+        do those three steps itself while r.idle is not None (Firmware.step
+        does: it saves a call per chunk). Otherwise cycle() is fill() then
+        take(), drops counted as they are there."""
+        v = self.idle
+        if v is None:
+            self.fill(readinto)
+            return self.take()
+        n = readinto(v)
+        if n > self.chunk_size or n < 0:
+            raise ValueError("n out of range")
+        self.taken = n
+        self.committed += 1
+        return v
 
     def release(self):
         """Free the oldest committed chunk."""
@@ -403,12 +444,15 @@ class ChunkRing:
         self._rd += 1
         if self._rd == self.count:
             self._rd = 0
+        if self._n == 0 and not self._cl:
+            self.idle = self._views[self._rd]
 
     def clear(self):
         """Drop every committed chunk and any claim (not counted as dropped)."""
         self._rd = 0
         self._n = 0
         self._cl = 0
+        self.idle = self._views[0] if self.high_water else None
 
     def __len__(self):
         return self._n
