@@ -197,15 +197,13 @@ class Firmware:
         window: two native calls on ports with viper. Nothing is stored on self
         per chunk: a store on this class searches it for a property first
         (~1,000 instructions, callgrind); the periodic point is due when the
-        ring's committed count reaches _due. A chunk waiting in the ring goes
-        through _step_ring, shedding through _step_shed."""
+        ring's committed count reaches _due. A chunk waiting in the ring, and
+        shedding, go through _step_ring."""
         if self._feed:  # a bound method or None: a truth test is the cheapest
             self._feed()
-        if self._skip:
-            return self._step_shed()
         r = self.ring
         v = r.idle
-        if v is None:
+        if v is None or self._skip:
             return self._step_ring()
         n = self._read(v)
         if n > r.chunk_size or n < 0:
@@ -221,28 +219,23 @@ class Firmware:
 
     def _step_ring(self):
         # step() when the ring is not idle (the first chunk, or chunks left
-        # waiting by shedding): the general ChunkRing.cycle, then one waiting
-        # chunk more, so the backlog drains and the straight read resumes.
-        r = self.ring
-        v = r.cycle(self._read)
-        if v is not None:
-            self._process(v, r.taken)
-        if len(r):
-            self._consume()
-        if r.committed >= self._due:
-            self._period()
-
-    def _step_shed(self):
-        # step() while shedding: every chunk is acquired, every other one is
-        # processed (_skip alternates 1: process, 2: skip), the others wait in
-        # the ring, where the next acquisition drops the oldest when full.
+        # waiting by shedding) or while shedding: ChunkRing.cycle's general
+        # path (fill, then the oldest chunk). Shedding (_skip alternates 1:
+        # process, 2: skip) processes every other chunk, the others wait in the
+        # ring, where the next acquisition drops the oldest when full. Not
+        # shedding, one waiting chunk more is processed, so the backlog drains
+        # and the straight read resumes.
         r = self.ring
         r.fill(self._read)
-        if self._skip == 2:
+        v = self._skip
+        if v == 2:
             self._skip = 1
         else:
-            self._skip = 2
+            if v:
+                self._skip = 2
             self._consume()
+            if not v and len(r):
+                self._consume()
         if r.committed >= self._due:
             self._period()
 
@@ -252,11 +245,9 @@ class Firmware:
         # chunk goes through _pipe instead of the built-in smoothing.
         if self._feed:
             self._feed()
-        if self._skip:
-            return self._step_shed()
         r = self.ring
         v = r.idle
-        if v is None:
+        if v is None or self._skip:
             return self._step_ring()
         n = self._read(v)
         if n > r.chunk_size or n < 0:
@@ -281,20 +272,16 @@ class Firmware:
         _stats(v, n, self._width, self._out)
 
     def _consume(self):
-        # step()'s processing, for drain() and shedding: the oldest chunk, if any.
+        # step()'s processing, for drain(), shedding and a waiting chunk: the
+        # oldest chunk, if any.
         r = self.ring
         v = r.take()
         if v is not None:
-            self._process(v, r.taken)
-
-    def _process(self, v, n):
-        # One chunk (view v, n valid bytes) through the user's stages or the
-        # built-in smoothing, into the open window's statistics.
-        if self._chain is not None:
-            self._pipe(v, n)
-            return
-        n = _smooth(v, n, self._width, self._blk)
-        _stats(self._blk, n, self._width, self._out)
+            if self._chain is not None:
+                self._pipe(v, r.taken)
+                return
+            v = _smooth(v, r.taken, self._width, self._blk)
+            _stats(self._blk, v, self._width, self._out)
 
     def _period(self):
         # Every check_every chunks: the budget's periodic point, then the window.

@@ -176,16 +176,10 @@ class Budget:
             self.source.collect()
             self._base = self.source.free()
             self._total = self.source.total()
-        if type(chunk_bytes) is not int or chunk_bytes < 0:
-            raise ValueError("chunk_bytes must be an int >= 0")
         if walk_every is None:
             walk_every = walk_spacing(self._total, chunk_bytes, check_every) if self._total else 1
         _positive(walk_every, "walk_every")
         self.walk_every = walk_every
-        # Spaced walks only while free >= _far_from (warn_free plus the gap
-        # between the levels); _far says whether the last reading was there.
-        self._far_from = warn_free + (warn_free - min_free)
-        self._far = False
         self.slack = heap // _SLACK_DIV if slack is None else slack
         self.level = OK
         self.free = None  # free bytes at the last check
@@ -196,7 +190,9 @@ class Budget:
         self.collections = 0
         self.handler_errors = 0
         self._left = check_every  # ticks until the next periodic point
-        self._walk = walk_every  # periodic points until the next measurement
+        # periodic points until the next measurement: the first one measures;
+        # a reading near warn_free sets 1 again (_measure)
+        self._walk = 1
         self._ticked = 0  # ticks already counted into checks
         self._n_ok = 0
         self._n_warn = 0
@@ -234,9 +230,8 @@ class Budget:
         return self._periodic()
 
     def _periodic(self):
-        # Skip the walk only while the last reading was far from warn_free.
         n = self._walk - 1
-        if n > 0 and self._far:
+        if n > 0:
             self._walk = n
             return self.level
         self._walk = self.walk_every
@@ -273,7 +268,8 @@ class Budget:
         t = self._total
         self.alloc = t - free if t is not None else self.source.alloc()
         self.free = free
-        self._far = free >= self._far_from
+        if free < 2 * self.warn_free - self.min_free:
+            self._walk = 1  # near warn_free: the next periodic point measures
         lw = self.low_water
         if lw is None or free < lw:
             self.low_water = free
