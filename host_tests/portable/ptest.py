@@ -115,3 +115,32 @@ class Sink:
 
     def records(self, kind):
         return [ln for ln in self.lines if ln.startswith("LW1 " + kind + " ")]
+
+
+class GeneralRing:
+    """A firmware's ChunkRing as step() sees it with no idle slot: every step
+    takes the ring's general path (fill, then take), where the ring's methods
+    are called; the straight read into an idle ring (Firmware.step's steady
+    state) calls none, so a fault injected into them fires only here. The
+    rest is the ring's own: fw.ring = GeneralRing(fw.ring)."""
+
+    idle = None
+
+    def __init__(self, ring):
+        self._ring = ring
+
+    def __getattr__(self, name):
+        return getattr(self._ring, name)
+
+    def __len__(self):
+        return len(self._ring)
+
+
+def ring_faults(fw, fault, inject):
+    """Inject `fault` into the ring's methods that the firmware's general path
+    calls (those of cycle, fill, take, commit it has), and put the firmware on
+    that path (GeneralRing). inject is faults.inject."""
+    for name in ("cycle", "fill", "take", "commit"):
+        if hasattr(fw.ring, name):
+            inject(fw.ring, name, fault)
+    fw.ring = GeneralRing(fw.ring)
