@@ -16,9 +16,10 @@
 # periodic point measures every `walk_every` periods only while free memory is
 # well above warn_free (docs/budget.md: the spacing and its bound). walk_every
 # is derived so that one walk costs at most 2 % of the firmware work of the
-# chunks it is spread over: from the heap's GC blocks and the chunk size (see
-# _walk_every below). Near warn_free, or at any level but OK, every periodic
-# point measures. Not IRQ-safe (gc.collect).
+# chunks it is spread over: from the heap's GC blocks and the chunk size
+# (walk_spacing below). Near warn_free (below warn_free + (warn_free -
+# min_free)), and so at any level but OK, every periodic point measures. Not
+# IRQ-safe (gc.collect).
 import gc
 import sys
 
@@ -53,9 +54,8 @@ def walk_spacing(total, chunk_bytes=0, check_every=_REF_EVERY):
     one walk: ceil(N / check_every), N = blocks * 42 * 50 / step cost. A shorter
     period asks for quicker detection: the spacing in periods shrinks with it,
     ceil(N / 256 * check_every / 256). At least 1."""
-    per = (
-        (_STEP_BASE + _STEP_BYTE * chunk_bytes) * _REF_EVERY // (_WALK_COST * _SHARE)
-    )  # blocks a 256-chunk period pays for
+    # per: the heap blocks one 256-chunk period pays a walk for
+    per = (_STEP_BASE + _STEP_BYTE * chunk_bytes) * _REF_EVERY // (_WALK_COST * _SHARE)
     lo = min(check_every, _REF_EVERY)
     hi = max(check_every, _REF_EVERY)
     n = total // _BLOCK * lo  # init-time arithmetic: a large product may be a long int
