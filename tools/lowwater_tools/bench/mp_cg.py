@@ -10,7 +10,11 @@
 # - step: the real Firmware.step at a profile's defaults (chunk size from cfg),
 #   the same ReplaySensor, telemetry off, the default GcSource budget.
 # - nomon: the same firmware with Budget.due replaced by a no-op: the periodic
-#   point keeps its window report, only the monitor is gone.
+#   point keeps its window report, only the monitor is gone. The monitor walks
+#   the heap once per walk_every * check_every chunks (lowwater.budget
+#   walk_spacing: 5,888 chunks at a 2 MiB heap, 256 B chunks): step - nomon is
+#   its amortised cost only over a whole number of those intervals (cfg
+#   "debug" prints the budget's walk_every).
 # - tutorial: the loop a tutorial writes: a new bytes object per read, min /
 #   max / mean with built-ins, gc.mem_free() printed per chunk, results kept in
 #   a dict keyed by chunk number (the firmware keeps store_items summaries).
@@ -89,7 +93,7 @@ def main():
     else:
         fw = _step(cfg, k, n, warm, case == "step")
         if cfg.get("debug"):
-            print(fw.budget.report())
+            print(fw.budget.report(), "walk_every", fw.budget.walk_every)
     _bt.emit({"case": case, "n": n})
 
 
