@@ -13,11 +13,16 @@ import pytest
 from lowwater_tools import boards
 from lowwater_tools.bench import driver
 
-TIMEOUT = 540  # --quick: a minute or two (callgrind runs 10 short cases, slower under load); bounded anyway
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]  # make test-long
+TIMEOUT = 900  # --quick: two or three minutes (callgrind runs 28 short cases, slower under load); bounded anyway
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(960)]  # make test-long
 
 RING_VARIANTS_MP = ("viper", "twin", "chunk", "deque", "list")  # against RingIO
 RING_VARIANTS_PY = ("twin", "chunk")  # against collections.deque
+
+
+CG_RING_ROWS = {
+    f"cg.ring.{p}.{v}.{k}" for p in ("fill", "stream", "odd") for v in ("viper", "twin") for k in driver.cg_chunks(True)
+}
 
 
 def expected_ids() -> set[str]:
@@ -44,6 +49,7 @@ def expected_ids() -> set[str]:
     ids |= {f"ring.pattern.{p}.{v}.{k}" for p in ("stream", "odd") for v in ("viper", "twin") for k in driver.CHUNKS}
     ids |= {f"cg.step_ratio.{k}" for k in driver.cg_chunks(True)}
     ids |= {f"cg.budget.{h}" for h in driver.cg_heaps(True)}
+    ids |= CG_RING_ROWS
     ids |= {"cg.tutorial", "tutorial.speed"}
     ids |= {f"tutorial.{v}.{f}" for v in ("firmware", "tutorial") for f in ("heap", "collections", "low_water")}
     ids |= {
@@ -75,6 +81,7 @@ GOAL_ROWS = {
     *(f"cg.step_ratio.{k}" for k in driver.cg_chunks(True)),
     *(f"cg.budget.{h}" for h in driver.cg_heaps(True)),
     *(f"ring.pattern.{p}.{v}.{k}" for p in ("stream", "odd") for v in ("viper", "twin") for k in driver.CHUNKS),
+    *CG_RING_ROWS,
 }
 
 

@@ -183,16 +183,18 @@ def run_mp(script: str, cfg: dict, heap: int, timeout: float, path=(), env_lib=N
     return _run(launch.command([], heap), env, script, cfg, timeout, "")
 
 
-def _cg_run(cfg: dict, heap: int, timeout: float, lib=None) -> int:
-    """Total instructions of one mp_cg.py case under callgrind."""
+def _cg_run(cfg: dict, heap: int, timeout: float, lib=None, script: str = "mp_cg.py") -> int:
+    """Total instructions of one mp_cg.py case (or mp_rings.py's cg mode) under callgrind."""
     from .. import launch
+
+    what = cfg.get("case") or "ring {variant} {pattern} {chunk}".format(**cfg.get("cg", {}))
 
     with _CfgFile(cfg) as cfg_path, tempfile.TemporaryDirectory(prefix="lowwater-cg-") as tmp:
         cmd = [
             "valgrind",
             "--tool=callgrind",
             f"--callgrind-out-file={tmp}/cg.out",
-            *launch.command([str(HERE / "mp_cg.py"), cfg_path], heap),
+            *launch.command([str(HERE / script), cfg_path], heap),
         ]
         env = launch.env([HERE], lib=lib or LIB, extra={"PYTHONHASHSEED": "0"})
         try:
@@ -206,10 +208,10 @@ def _cg_run(cfg: dict, heap: int, timeout: float, lib=None) -> int:
                 timeout=timeout,
             )
         except subprocess.TimeoutExpired:
-            raise UserError(f"callgrind case {cfg['case']} timed out after {timeout:.0f} s") from None
+            raise UserError(f"callgrind case {what} timed out after {timeout:.0f} s") from None
     err = p.stderr.decode("utf-8", "replace")
     if p.returncode:
-        raise UserError(f"callgrind case {cfg['case']} failed (exit {p.returncode}):\n{err[-2000:]}")
+        raise UserError(f"callgrind case {what} failed (exit {p.returncode}):\n{err[-2000:]}")
     for line in err.splitlines():
         if "I   refs:" in line or "I refs:" in line:
             return int(line.split(":")[1].strip().replace(",", ""))
@@ -523,7 +525,46 @@ class Bench:
         .mpy, as a board runs it (compiling the sources would not fit 128 KiB)."""
         if shutil.which("valgrind") is None:
             raise UserError("valgrind not found: run `make sysdeps` (it installs it)")
-        self._callgrind(self._mpy())
+        mpy = self._mpy()
+        self._callgrind(mpy)
+        self._callgrind_rings(mpy)
+
+    def _callgrind_rings(self, mpy):
+        # The ring access patterns in instructions (mp_rings.py's cg mode; docs/ring.md):
+        # per round (one chunk written and read back) = (run with n rounds - run with 0) / n.
+        n = 512
+        section = (
+            "Ring access patterns in instructions (callgrind), unix port, 4 KiB ring: RingIO's instructions "
+            "per round / the ring's (higher is faster); fill-drain, stream (half the ring resident, two reads "
+            "of other sizes), odd (k-1 bytes at odd offsets)"
+        )
+        self.log("callgrind: ring access patterns")
+        raw = self.raw.setdefault("callgrind_rings", {})
+        for pattern in ("fill", "stream", "odd"):
+            for k in cg_chunks(self.quick):
+                per = {}
+                for v in ("ringio", "viper", "twin"):
+                    cfg = {"variant": v, "pattern": pattern, "chunk": k}
+                    a = _cg_run({"cg": {**cfg, "n": n}}, RING_HEAP, self.timeout, mpy, "mp_rings.py")
+                    b = _cg_run({"cg": {**cfg, "n": 0}}, RING_HEAP, self.timeout, mpy, "mp_rings.py")
+                    per[v] = (a - b) / n
+                    raw[f"{pattern}.{v}.{k}"] = {"n": n, "ir_n": a, "ir_0": b, "per_round": per[v]}
+                for v in ("viper", "twin"):
+                    r = per["ringio"] / per[v]
+                    goal = GOAL_PATTERN[v]
+                    name = "fill-drain" if pattern == "fill" else pattern
+                    self.row(
+                        f"cg.ring.{pattern}.{v}.{k}",
+                        section,
+                        f"{VARIANT_NAMES[v]}, {name}, {k} B chunks",
+                        r,
+                        "x",
+                        detail=f"{per[v]:,.0f} vs RingIO {per['ringio']:,.0f} instructions per round",
+                        goal=f">= {goal:.2f}x",
+                        met=r >= goal,
+                        lo=r,
+                        hi=r,
+                    )
 
     def _callgrind(self, mpy):
         q = self.s["cg"]
