@@ -310,6 +310,9 @@ def test_killing_deploy_leaves_no_mpremote_running(stuck, sig):
         stderr=subprocess.PIPE,
         stdin=subprocess.DEVNULL,
         text=True,
+        # As from a terminal: a suite started in the background (`make test &`, CI
+        # runners) inherits SIGINT ignored, and Python then keeps ignoring it.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     try:
         deadline = time.monotonic() + 90
