@@ -576,11 +576,8 @@ class Bench:
         )
         self.raw["callgrind"] = {}
 
-        def per_chunk(case, k, heap, n=n, warm=warm):
-            key = f"{case}.{k}.{heap}"
-            if key in self.raw["callgrind"]:
-                return self.raw["callgrind"][key]["per_chunk"]
-            cfg = {
+        def cfg_of(case, k, warm=warm):
+            return {
                 "case": case,
                 "chunk": k,
                 "warm": warm,
@@ -588,6 +585,12 @@ class Bench:
                 "warn_free": CG_WARN_FREE,
                 "min_free": CG_WARN_FREE // 2,
             }
+
+        def per_chunk(case, k, heap, n=n, warm=warm):
+            key = f"{case}.{k}.{heap}" + ("" if n == q["n"] else f".n{n}")
+            if key in self.raw["callgrind"]:
+                return self.raw["callgrind"][key]["per_chunk"]
+            cfg = cfg_of(case, k, warm)
             a = _cg_run({**cfg, "n": n}, heap, self.timeout, mpy)
             b = _cg_run({**cfg, "n": 0}, heap, self.timeout, mpy)
             v = (a - b) / n
@@ -612,8 +615,12 @@ class Bench:
             )
         self.log("callgrind: budget monitor overhead at three heaps")
         for heap in cg_heaps(self.quick):
-            on = per_chunk("step", 256, heap)
-            off = per_chunk("nomon", 256, heap)
+            # Over whole walk intervals (walk_every x check_every chunks; 5,888 at
+            # 2 MiB): a run shorter than one may hold no walk at all.
+            walk = run_mp("mp_cg.py", {**cfg_of("step", 256), "n": 0}, heap, self.timeout, env_lib=mpy)["walk_chunks"]
+            nh = walk * -(-n // walk)
+            on = per_chunk("step", 256, heap, n=nh)
+            off = per_chunk("nomon", 256, heap, n=nh)
             pct = (on - off) / off * 100
             self.row(
                 f"cg.budget.{heap}",
@@ -621,7 +628,8 @@ class Bench:
                 f"budget monitor overhead, {heap // 1024} KiB heap, 256 B chunks (step / step with Budget.due a no-op)",
                 pct,
                 "%",
-                detail=f"{on / 1000:.2f}k vs {off / 1000:.2f}k instructions per chunk, over {n} chunks",
+                detail=f"{on / 1000:.2f}k vs {off / 1000:.2f}k instructions per chunk, over {nh} chunks "
+                f"({nh // walk} heap walks, one per {walk} chunks)",
                 goal=f"<= {GOAL_BUDGET_PCT:.0f}%",
                 met=pct <= GOAL_BUDGET_PCT,
                 lo=pct,

@@ -86,6 +86,7 @@ def main():
     n = cfg["n"]
     warm = cfg["warm"]
     case = cfg["case"]
+    res = {"case": case, "n": n}
     if case == "minimal":
         _minimal(k, n, warm)
     elif case == "tutorial":
@@ -94,7 +95,9 @@ def main():
         fw = _step(cfg, k, n, warm, case == "step")
         if cfg.get("debug"):
             print(fw.budget.report(), "walk_every", fw.budget.walk_every)
-    _bt.emit({"case": case, "n": n})
+        # chunks between two heap walks: the monitor's cost is measured over whole ones
+        res["walk_chunks"] = fw.budget.walk_every * fw.budget.check_every
+    _bt.emit(res)
 
 
 main()
