@@ -12,7 +12,7 @@
 # costs no heap. boot.py, main.py and board.json stay on the filesystem
 # (lowwater deploy, or mip with package-firmware.json). docs/distribution.md.
 #
-# lowwater: lowwater._compat, lowwater._handlers, lowwater._keyindex, lowwater._packages, lowwater._viper, lowwater.app, lowwater.budget, lowwater.config, lowwater.pipeline, lowwater.pool, lowwater.process, lowwater.ring, lowwater.sensor, lowwater.startup, lowwater.store, lowwater.telemetry, lowwater.window
+# lowwater: lowwater._bytering, lowwater._compat, lowwater._handlers, lowwater._keyindex, lowwater._packages, lowwater._viper, lowwater.app, lowwater.budget, lowwater.config, lowwater.pipeline, lowwater.pool, lowwater.process, lowwater.ring, lowwater.sensor, lowwater.startup, lowwater.store, lowwater.telemetry, lowwater.window
 metadata(
     description="Sensor acquisition under a hard memory budget",
     version="0.1.0",
@@ -22,6 +22,7 @@ package(
     "lowwater",
     files=[
         "__init__.py",
+        "_bytering.py",
         "_compat.py",
         "_handlers.py",
         "_keyindex.py",

@@ -12,6 +12,7 @@
 # lowwater/__init__.py cost ~0.9 KB of heap after the firmware's imports on the
 # unix port).
 MODULES = {
+    "_bytering": "",
     "_compat": "",
     "_handlers": "",
     "_keyindex": "",
