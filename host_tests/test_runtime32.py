@@ -206,7 +206,7 @@ def _mpy_lib(dest: Path, march: str | None) -> Path:
     """lowwater's _compat-related modules as .mpy (native for `march`, or bytecode)."""
     exe = tool_exe("mpy-cross")
     (dest / "lowwater").mkdir(parents=True)
-    for name in ("__init__", "_compat", "_viper", "ring"):
+    for name in ("__init__", "_compat", "_viper", "ring", "_bytering"):
         args = [exe, str(LIB / "lowwater" / f"{name}.py"), "-o", str(dest / "lowwater" / f"{name}.mpy")]
         if march:
             args.insert(1, f"-march={march}")
